@@ -1,0 +1,184 @@
+"""Configuration of hf_rnn's recurrent models (vanilla RNN, LSTM, GRU; stacked; bidirectional)."""
+
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+CELL_TYPES = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+POOLING_MODES = ("last", "mean", "max")
+
+# Every head this package defines, keyed by the transformers Auto class that loads it. Written into
+# `config.json` as `auto_map` so that any head loads through remote code from any checkpoint.
+AUTO_MAP = {
+    "AutoConfig": "configuration_rnn.RNNConfig",
+    "AutoModel": "modeling_rnn.RNNModel",
+    "AutoModelForCausalLM": "modeling_rnn.RNNForCausalLM",
+    "AutoModelForSequenceClassification": "modeling_rnn.RNNForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_rnn.RNNForTokenClassification",
+}
+
+
+@strict
+class RNNConfig(PreTrainedConfig):
+    r"""
+    Configuration of an hf_rnn model: token embedding, a stack of recurrent layers, and a head.
+
+    ```
+    input_ids [B, T] -> embed_tokens [B, T, embedding_size] -> embedding_dropout
+      -> layer 0 (cell_type, hidden_size per direction) -> hidden_dropout
+      -> ...
+      -> layer num_hidden_layers-1 -> output_dropout -> head
+    ```
+
+    Args:
+        vocab_size (`int`, defaults to 10000):
+            Number of tokens in the vocabulary; token ids must lie in `[0, vocab_size)`.
+        embedding_size (`int`, defaults to 256):
+            Width of the token embedding (the input size of the first recurrent layer).
+        hidden_size (`int`, defaults to 256):
+            Width of the recurrent state of every layer, per direction. A bidirectional layer outputs
+            `2 * hidden_size` features.
+        num_hidden_layers (`int`, defaults to 2):
+            Number of stacked recurrent layers.
+        cell_type (`str`, defaults to `"lstm"`):
+            One of `"rnn_tanh"`, `"rnn_relu"` (Elman RNN with that non-linearity), `"lstm"`, `"gru"`. All run on
+            PyTorch's fused `nn.RNN` / `nn.LSTM` / `nn.GRU` kernels.
+        bidirectional (`bool`, defaults to `False`):
+            Run every layer in both directions and concatenate the outputs. Allowed for the encoder heads
+            (`RNNModel`, sequence and token classification); `RNNForCausalLM` refuses it, since a language model
+            cannot read the future.
+        embedding_dropout (`float`, defaults to 0.0):
+            Dropout probability on the token embeddings, in `[0, 1)`.
+        hidden_dropout (`float`, defaults to 0.0):
+            Dropout probability on the outputs of every recurrent layer except the last, in `[0, 1)`.
+        output_dropout (`float`, defaults to 0.0):
+            Dropout probability on the last layer's outputs, before the head (LM head or classifier), in `[0, 1)`.
+        tie_word_embeddings (`bool`, defaults to `False`):
+            Share the LM head's weight with the input embedding (Press & Wolf 2017; Inan et al. 2017). This
+            needs `hidden_size == embedding_size`; hf_rnn refuses other sizes with a `ValueError` rather than
+            adding a hidden projection layer, so that the parameters are exactly the classic model's.
+        classifier_pooling (`str`, defaults to `"last"`):
+            How `RNNForSequenceClassification` reduces a sequence to one vector: `"last"` (the forward direction
+            at the last real token, concatenated with the backward direction at the first real token), `"mean"`
+            or `"max"` over real tokens. Padding never takes part.
+        initializer_range (`float`, defaults to 0.1):
+            Standard deviation of the normal initialisation of the embedding and the heads.
+        use_cache (`bool`, defaults to `True`):
+            Whether forward returns the recurrent state (`cache`) by default, as `generate()` needs.
+        pad_token_id (`int`, *optional*):
+            Id of the padding token (used by `generate()` for finished rows).
+        bos_token_id (`int`, *optional*):
+            Id of the beginning-of-sequence token.
+        eos_token_id (`int` or `list[int]`, *optional*):
+            Id(s) of the end-of-sequence token.
+
+    The usual `num_labels`, `id2label`, `label2id` and `problem_type` ("regression",
+    "single_label_classification", "multi_label_classification") of every transformers config apply to the
+    classification heads.
+
+    Example:
+
+    ```python
+    >>> from hf_rnn import RNNConfig, RNNForCausalLM
+    >>> config = RNNConfig(vocab_size=1000, cell_type="gru", hidden_size=128, embedding_size=128)
+    >>> model = RNNForCausalLM(config)
+    ```
+    """
+
+    model_type = "hf_rnn"
+
+    # Sizes
+    vocab_size: int = 10000
+    embedding_size: int = 256
+    hidden_size: int = 256
+    num_hidden_layers: int = 2
+    # Recurrence
+    cell_type: Literal["rnn_tanh", "rnn_relu", "lstm", "gru"] = "lstm"
+    bidirectional: bool = False
+    # Regularisation: dropout after the embedding, between layers, before the head
+    embedding_dropout: float = 0.0
+    hidden_dropout: float = 0.0
+    output_dropout: float = 0.0
+    # Heads
+    tie_word_embeddings: bool = False
+    classifier_pooling: Literal["last", "mean", "max"] = "last"
+    initializer_range: float = 0.1
+    # Generation
+    use_cache: bool = True
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+
+    def __post_init__(self, **kwargs):
+        # Checked here as well as in `validate_architecture` (which `@strict` runs, wrapping errors in a class
+        # that is not a ValueError) so that callers can write `except ValueError`.
+        self._check_fields()
+        super().__post_init__(**kwargs)
+        if getattr(self, "auto_map", None) is None:
+            self.auto_map = dict(AUTO_MAP)
+
+    def validate_architecture(self):
+        """Part of `@strict` validation: runs at construction and again in `save_pretrained`."""
+        self._check_fields()
+
+    def _check_fields(self):
+        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if self.cell_type not in CELL_TYPES:
+            raise ValueError(f"`cell_type` must be one of {list(CELL_TYPES)}, got {self.cell_type!r}.")
+        if self.classifier_pooling not in POOLING_MODES:
+            raise ValueError(
+                f"`classifier_pooling` must be one of {list(POOLING_MODES)}, got {self.classifier_pooling!r}."
+            )
+        for name in ("embedding_dropout", "hidden_dropout", "output_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` is a dropout probability and must lie in [0, 1), got {value!r}.")
+        if not isinstance(self.initializer_range, (int, float)) or self.initializer_range <= 0:
+            raise ValueError(f"`initializer_range` must be a positive number, got {self.initializer_range!r}.")
+        if self.tie_word_embeddings and self.embedding_size != self.hidden_size:
+            raise ValueError(
+                "`tie_word_embeddings=True` shares the LM head's [vocab_size, hidden_size] weight with the "
+                f"[vocab_size, embedding_size] embedding, so it needs `embedding_size == hidden_size`; got "
+                f"embedding_size={self.embedding_size} and hidden_size={self.hidden_size}. Set both to the same "
+                "value or set `tie_word_embeddings=False`."
+            )
+        if self.bidirectional and self.tie_word_embeddings:
+            raise ValueError(
+                "`tie_word_embeddings=True` is for causal language models, which cannot be bidirectional; "
+                "set `bidirectional=False` or `tie_word_embeddings=False`."
+            )
+        for name in ("pad_token_id", "bos_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"`{name}` must be None or an id in [0, {self.vocab_size - 1}], got {value!r}.")
+        eos = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
+        for value in eos:
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(
+                    f"`eos_token_id` must be None or ids in [0, {self.vocab_size - 1}], got {self.eos_token_id!r}."
+                )
+        if self.id2label is not None and self.label2id is not None:
+            if sorted(self.label2id.values(), key=int) != sorted(self.id2label.keys(), key=int):
+                raise ValueError(
+                    f"`label2id` {self.label2id} and `id2label` {self.id2label} must describe the same label ids."
+                )
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def num_state_tensors(self) -> int:
+        """Tensors in one layer's recurrent state: (h, c) for an LSTM, h otherwise."""
+        return 2 if self.cell_type == "lstm" else 1
+
+
+__all__ = ["RNNConfig"]

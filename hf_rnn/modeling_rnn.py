@@ -1,0 +1,710 @@
+"""hf_rnn models: vanilla RNN (tanh/ReLU), LSTM and GRU language models and classifiers for transformers.
+
+Reads top to bottom: padding helpers, the recurrent state cache, one recurrent layer, the pretrained base
+class, output classes, the backbone (`RNNModel`) and the heads (causal LM, sequence and token
+classification).
+
+Shapes: B batch, T time steps, E `embedding_size`, H `hidden_size`, D directions (1 or 2), S state tensors
+per layer (2 for an LSTM's (h, c), 1 otherwise), V `vocab_size`.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from transformers import initialization as init
+from transformers.cache_utils import Cache, LinearAttentionCacheLayerMixin
+from transformers.generation import GenerationMixin
+from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_utils import PreTrainedModel, slice_logits_to_keep
+from transformers.utils import logging
+
+from .configuration_rnn import RNNConfig
+
+
+logger = logging.get_logger(__name__)
+
+_RNN_MODULES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Padding helpers
+#
+# A recurrence that skips masked steps gives, at every real position, the outputs of running the cell over that
+# row's real tokens alone. So any 0/1 mask (left padding, right padding, or holes such as `1 1 0 0 1`) is handled
+# exactly by moving each row's real tokens to the front in their original order, packing the rows by their
+# number of real tokens (fused kernels, each row starting from its own initial state and stopping at its own
+# length), and scattering the outputs back. Zeroing padded inputs instead is not exact: gate biases move an
+# LSTM/GRU state even on a zero input.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _trailing_mask(attention_mask: torch.Tensor | None, batch_size: int, seq_len: int, has_cache: bool):
+    """Validate a [B, T'] mask and return its last T columns as a bool tensor, or None when all are real tokens.
+
+    With a cache, a mask may cover the past tokens too (transformers' convention in `generate()`); the past is
+    already folded into the state, so only the columns of the current tokens matter.
+    """
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() != 2 or attention_mask.shape[0] != batch_size:
+        raise ValueError(
+            f"`attention_mask` must have shape [batch_size, sequence_length] = [{batch_size}, {seq_len}], got "
+            f"{list(attention_mask.shape)}."
+        )
+    mask_len = attention_mask.shape[1]
+    if mask_len < seq_len or (mask_len > seq_len and not has_cache):
+        raise ValueError(
+            f"`attention_mask` has {mask_len} columns but the input has {seq_len} tokens; it must have exactly "
+            f"{seq_len} columns (or more, covering past tokens, when a `cache` is passed)."
+        )
+    mask = attention_mask[:, -seq_len:].bool()
+    if bool(mask.all()):
+        return None  # fast path: no packing, no gather
+    return mask
+
+
+@dataclass
+class _PackingPlan:
+    order: torch.Tensor  # [B, T] positions of the real tokens first (stable), then the pads
+    lengths: torch.Tensor  # [B] number of real tokens per row
+    mask: torch.Tensor  # [B, T] bool
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor) -> "_PackingPlan":
+        # argsort on 0 (real) / 1 (pad) with a stable sort keeps the real tokens in order
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+        return cls(order=order, lengths=mask.sum(dim=1), mask=mask)
+
+    def pack(self, inputs: torch.Tensor) -> PackedSequence:
+        """[B, T, F] padded inputs -> PackedSequence of each row's real tokens."""
+        index = self.order.unsqueeze(-1).expand(-1, -1, inputs.shape[-1])
+        gathered = inputs.gather(1, index)
+        # A row without real tokens is packed with length 1; `empty_rows` restores its state afterwards.
+        lengths = self.lengths.clamp(min=1).cpu()
+        return pack_padded_sequence(gathered, lengths, batch_first=True, enforce_sorted=False)
+
+    def unpack(self, packed: PackedSequence) -> torch.Tensor:
+        """PackedSequence -> [B, T, F] outputs at the original positions, zeros at padded positions."""
+        padded, _ = pad_packed_sequence(packed, batch_first=True, total_length=self.order.shape[1])
+        index = self.order.unsqueeze(-1).expand(-1, -1, padded.shape[-1])
+        outputs = torch.zeros_like(padded).scatter(1, index, padded)
+        return outputs.masked_fill(~self.mask.unsqueeze(-1), 0.0)
+
+    @property
+    def empty_rows(self) -> torch.Tensor:
+        return self.lengths == 0
+
+
+def _map_packed(function, packed: PackedSequence) -> PackedSequence:
+    """Apply an elementwise function (dropout) to the data of a PackedSequence."""
+    return packed._replace(data=function(packed.data))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Recurrent state
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class RNNCacheLayer(LinearAttentionCacheLayerMixin):
+    """Recurrent state of one layer: `recurrent_states[i]` is a batch-first [B, D, H] tensor (h, and c for an LSTM).
+
+    Batch-first so that beam search reorders it with `index_select(0, beam_idx)`; the state tensors are replaced,
+    never written in place, so that autograd graphs of earlier chunks stay valid.
+    """
+
+    def lazy_initialization(self, conv_states=None, recurrent_states=None, state_idx: int = 0) -> None:
+        if recurrent_states is not None:
+            self.device, self.dtype = recurrent_states.device, recurrent_states.dtype
+
+    def update_conv_state(self, conv_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
+        raise NotImplementedError("Recurrent layers keep no convolution state.")
+
+    def update_recurrent_state(self, recurrent_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
+        self.lazy_initialization(recurrent_states=recurrent_states)
+        self.recurrent_states[state_idx] = recurrent_states
+        self.is_recurrent_states_initialized[state_idx] = True
+        self.has_previous_state[state_idx] = True
+        return recurrent_states
+
+    @property
+    def batch_size(self) -> int:
+        return self.recurrent_states[0].shape[0] if self.is_recurrent_states_initialized[0] else -1
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        for i in range(self.number_of_states):
+            if self.is_recurrent_states_initialized[i]:
+                self.recurrent_states[i] = self.recurrent_states[i].repeat_interleave(repeats, dim=0)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        for i in range(self.number_of_states):
+            if self.is_recurrent_states_initialized[i]:
+                self.recurrent_states[i] = self.recurrent_states[i][indices, ...]
+
+
+class RNNCache(Cache):
+    """The recurrent state of every layer of an hf_rnn model: constant size, whatever the number of tokens seen.
+
+    `cache.layers[i].recurrent_states[j]` is state tensor j (h, then c for an LSTM) of layer i, shape [B, D, H].
+    `generate()` uses it unmodified: beam search reorders it, and each decode step feeds one new token.
+    """
+
+    def __init__(self, config: RNNConfig):
+        super().__init__(
+            layers=[RNNCacheLayer(number_of_states=config.num_state_tensors) for _ in range(config.num_hidden_layers)]
+        )
+        self.seen_tokens = 0
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Number of time steps folded into the state so far (padded length of a batch)."""
+        return self.seen_tokens
+
+    def get_layer_state(self, layer_idx: int) -> tuple[torch.Tensor, ...] | None:
+        """The S state tensors of a layer, each [B, D, H], or None before the first forward."""
+        layer = self.layers[layer_idx]
+        if not layer.is_recurrent_states_initialized[0]:
+            return None
+        return tuple(layer.recurrent_states[i] for i in range(layer.number_of_states))
+
+    def set_layer_state(self, layer_idx: int, state: tuple[torch.Tensor, ...]) -> None:
+        for i, tensor in enumerate(state):
+            self.layers[layer_idx].update_recurrent_state(tensor, state_idx=i)
+
+    def detach(self) -> "RNNCache":
+        """Cut the autograd graph at the current state (truncated backpropagation through time), in place."""
+        for layer in self.layers:
+            for i in range(layer.number_of_states):
+                if layer.is_recurrent_states_initialized[i]:
+                    layer.recurrent_states[i] = layer.recurrent_states[i].detach()
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Layer
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class RNNLayer(nn.Module):
+    """One recurrent layer (both directions when bidirectional) on PyTorch's fused kernel.
+
+    One module per layer (rather than one multi-layer `nn.LSTM`) so that every layer's outputs are available for
+    `output_hidden_states`; on CPU the fused multi-layer kernel also runs layer after layer, so nothing is lost.
+    """
+
+    def __init__(self, config: RNNConfig, input_size: int):
+        super().__init__()
+        self.cell_type = config.cell_type
+        module_class = _RNN_MODULES[config.cell_type]
+        kwargs = {"nonlinearity": config.cell_type[4:]} if module_class is nn.RNN else {}
+        self.rnn = module_class(
+            input_size, config.hidden_size, batch_first=True, bidirectional=config.bidirectional, **kwargs
+        )
+
+    def forward(self, inputs, state: tuple[torch.Tensor, ...] | None):
+        """inputs: [B, T, F] or a PackedSequence; state: S tensors [B, D, H] or None (zeros).
+
+        Returns the outputs ([B, T, D*H] or packed) and the final state (S tensors [B, D, H]).
+        """
+        hx = None
+        if state is not None:
+            # cache layout [B, D, H] -> PyTorch layout [D, B, H]
+            hx = tuple(s.transpose(0, 1).contiguous() for s in state)
+            hx = hx if self.cell_type == "lstm" else hx[0]
+        outputs, final = self.rnn(inputs, hx)
+        final = final if self.cell_type == "lstm" else (final,)
+        return outputs, tuple(s.transpose(0, 1) for s in final)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pretrained base
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class RNNPreTrainedModel(PreTrainedModel):
+    config_class = RNNConfig
+    config: RNNConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    _no_split_modules = ["RNNLayer"]
+    supports_gradient_checkpointing = False
+    # The state cannot be rolled back: generate() refuses assisted/speculative decoding with a clear error.
+    _is_stateful = True
+
+    def _init_weights(self, module):
+        """Embeddings and heads: normal(0, initializer_range), zero biases (transformers' default).
+
+        Recurrent layers, per gate block: input weights Glorot-uniform (Glorot & Bengio 2010), recurrent weights
+        orthogonal (Saxe et al. 2014: keeps the state's norm through time at the start of training), biases zero,
+        and an LSTM's forget-gate bias 1 (Jozefowicz et al. 2015) so that the cell remembers by default.
+        """
+        super()._init_weights(module)
+        if not isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
+            return
+        cell_type = self.config.cell_type
+        hidden_size = module.hidden_size
+        with torch.no_grad():
+            for name, param in module.named_parameters():
+                # Gate slices are views that lose the loaded-from-checkpoint flag: check it on the parameter.
+                if getattr(param, "_is_hf_initialized", False):
+                    continue
+                blocks = param.split(hidden_size, dim=0)  # one block per gate
+                if name.startswith("weight_ih"):
+                    for block in blocks:
+                        init.xavier_uniform_(block)
+                elif name.startswith("weight_hh"):
+                    for block in blocks:
+                        init.orthogonal_(block)
+                elif name.startswith("bias"):
+                    init.zeros_(param)
+                    if cell_type == "lstm" and name.startswith("bias_ih"):
+                        init.ones_(blocks[1])  # gate order i, f, g, o
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RNNModelOutput(ModelOutput):
+    """
+    last_hidden_state (`torch.FloatTensor` [B, T, D*H]): outputs of the last recurrent layer (zeros at padded
+        positions).
+    cache (`RNNCache`, *optional*): the recurrent state after the last real token of every row; pass it back with
+        the next tokens to continue the sequence.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*): the embedding output and the output of every layer.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    cache: RNNCache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class RNNCausalLMOutput(ModelOutput):
+    """
+    loss (`torch.FloatTensor`, *optional*): next-token cross-entropy, when `labels` are given.
+    logits (`torch.FloatTensor` [B, T, V]): next-token scores.
+    cache (`RNNCache`, *optional*): the recurrent state, as in `RNNModelOutput`.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*): as in `RNNModelOutput`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: RNNCache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class RNNClassifierOutput(ModelOutput):
+    """
+    loss (`torch.FloatTensor`, *optional*): classification (or regression) loss, when `labels` are given.
+    logits (`torch.FloatTensor`): [B, num_labels] for sequence classification, [B, T, num_labels] per token.
+    cache (`RNNCache`, *optional*): the final recurrent state.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*): as in `RNNModelOutput`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: RNNCache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Backbone
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class RNNModel(RNNPreTrainedModel):
+    """Token embedding and a stack of recurrent layers; returns per-token features and the recurrent state."""
+
+    def __init__(self, config: RNNConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        output_size = config.hidden_size * config.num_directions
+        self.layers = nn.ModuleList(
+            [
+                RNNLayer(config, input_size=config.embedding_size if i == 0 else output_size)
+                for i in range(config.num_hidden_layers)
+            ]
+        )
+        self.hidden_dropout = nn.Dropout(config.hidden_dropout)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def _check_inputs(self, input_ids, inputs_embeds):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"`input_ids` must have shape [batch_size, sequence_length], got {list(input_ids.shape)}.")
+            if input_ids.shape[1] == 0:
+                raise ValueError("`input_ids` is empty (sequence length 0); pass at least one token per row.")
+            if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
+                raise ValueError(
+                    f"`input_ids` holds ids in [{int(input_ids.min())}, {int(input_ids.max())}], but the vocabulary "
+                    f"has {self.config.vocab_size} tokens: ids must lie in [0, {self.config.vocab_size - 1}]."
+                )
+        else:
+            expected = self.config.embedding_size
+            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != expected:
+                raise ValueError(
+                    f"`inputs_embeds` must have shape [batch_size, sequence_length, {expected}], got "
+                    f"{list(inputs_embeds.shape)}."
+                )
+            if inputs_embeds.shape[1] == 0:
+                raise ValueError("`inputs_embeds` is empty (sequence length 0); pass at least one step per row.")
+
+    def _check_cache(self, cache: RNNCache, batch_size: int):
+        if not isinstance(cache, RNNCache):
+            raise TypeError(f"`cache` must be an RNNCache (the `cache` of an earlier output), got {type(cache).__name__}.")
+        if self.config.bidirectional:
+            raise ValueError(
+                "A bidirectional model cannot continue from a `cache`: its backward direction needs the whole "
+                "sequence. Pass the full sequence instead."
+            )
+        if len(cache.layers) != self.config.num_hidden_layers:
+            raise ValueError(
+                f"`cache` holds {len(cache.layers)} layers but this model has num_hidden_layers="
+                f"{self.config.num_hidden_layers}: it comes from another model."
+            )
+        expected = (batch_size, self.config.num_directions, self.config.hidden_size)
+        for i in range(len(cache.layers)):
+            state = cache.get_layer_state(i)
+            if state is not None and (
+                len(state) != self.config.num_state_tensors or any(tuple(s.shape) != expected for s in state)
+            ):
+                shapes = [list(s.shape) for s in state]
+                raise ValueError(
+                    f"`cache` layer {i} holds state tensors {shapes}, but this model expects "
+                    f"{self.config.num_state_tensors} tensor(s) of shape {list(expected)} "
+                    f"([batch_size, num_directions, hidden_size], cell_type={self.config.cell_type!r})."
+                )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        cache: RNNCache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> tuple | RNNModelOutput:
+        r"""
+        input_ids (`torch.LongTensor` [B, T]): token ids in `[0, vocab_size)`.
+        attention_mask (`torch.Tensor` [B, T], *optional*): 1 for real tokens, 0 for padding. Any pattern (left or
+            right padding, holes) is exact: padded steps leave the state untouched. With a `cache`, it may also
+            cover the past tokens ([B, past + T]).
+        inputs_embeds (`torch.FloatTensor` [B, T, E], *optional*): instead of `input_ids`.
+        cache (`RNNCache`, *optional*): state to continue from (unidirectional models).
+        use_cache (`bool`, *optional*): return the final state; defaults to `config.use_cache` (False in training).
+        output_hidden_states (`bool`, *optional*): also return the embedding output and every layer's output.
+        """
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        # 1. Inputs: [B, T] ids -> [B, T, E] embeddings
+        self._check_inputs(input_ids, inputs_embeds)
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        batch_size, seq_len = inputs_embeds.shape[:2]
+        if cache is not None:
+            self._check_cache(cache, batch_size)
+        hidden_states = self.embedding_dropout(inputs_embeds)
+
+        # 2. Padding: None (every token real, the fast path) or a plan that packs each row's real tokens
+        mask = _trailing_mask(attention_mask, batch_size, seq_len, has_cache=cache is not None)
+        plan = _PackingPlan.from_mask(mask) if mask is not None else None
+
+        # 3. The recurrent stack: [B, T, E] -> [B, T, D*H], one fused call per layer
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        layer_inputs = plan.pack(hidden_states) if plan is not None else hidden_states
+        final_states = []
+        for i, layer in enumerate(self.layers):
+            initial_state = cache.get_layer_state(i) if cache is not None else None
+            layer_outputs, final_state = layer(layer_inputs, initial_state)
+            if plan is not None and bool(plan.empty_rows.any()):
+                # rows with no real token keep their initial state (zeros without a cache)
+                keep = plan.empty_rows.view(-1, 1, 1)
+                initial = initial_state if initial_state is not None else tuple(torch.zeros_like(s) for s in final_state)
+                final_state = tuple(torch.where(keep, s0, s) for s0, s in zip(initial, final_state))
+            final_states.append(final_state)
+            if output_hidden_states:
+                all_hidden_states += (plan.unpack(layer_outputs) if plan is not None else layer_outputs,)
+            is_last = i == len(self.layers) - 1
+            if not is_last:
+                layer_outputs = (
+                    _map_packed(self.hidden_dropout, layer_outputs) if plan is not None else self.hidden_dropout(layer_outputs)
+                )
+            layer_inputs = layer_outputs
+        last_hidden_state = all_hidden_states[-1] if output_hidden_states else (
+            plan.unpack(layer_inputs) if plan is not None else layer_inputs
+        )
+
+        # 4. State: written into the given cache (continuation) or a new one
+        if use_cache:
+            cache = cache if cache is not None else RNNCache(self.config)
+            for i, state in enumerate(final_states):
+                cache.set_layer_state(i, state)
+            cache.seen_tokens += seq_len
+        else:
+            cache = None
+
+        if not return_dict:
+            return tuple(v for v in (last_hidden_state, cache, all_hidden_states) if v is not None)
+        return RNNModelOutput(last_hidden_state=last_hidden_state, cache=cache, hidden_states=all_hidden_states)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Heads
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
+    """Recurrent language model: `RNNModel` and a linear head over the vocabulary (optionally tied)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: RNNConfig):
+        if config.bidirectional:
+            raise ValueError(
+                "RNNForCausalLM predicts the next token, so it cannot read the future: `bidirectional=True` is not "
+                "allowed. Use RNNModel, RNNForSequenceClassification or RNNForTokenClassification for a "
+                "bidirectional encoder."
+            )
+        super().__init__(config)
+        self.model = RNNModel(config)
+        self.output_dropout = nn.Dropout(config.output_dropout)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # generate() must not build a DynamicCache: the first forward creates the RNNCache.
+        return False
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        cache: RNNCache | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> tuple | RNNCausalLMOutput:
+        r"""
+        labels (`torch.LongTensor` [B, T], *optional*): usually `input_ids`; shifted inside the loss. Positions set
+            to -100 are ignored.
+        logits_to_keep (`int` or `torch.Tensor`): compute logits for the last N positions only (0: all).
+        kwargs: loss options such as `num_items_in_batch`, which Trainer passes so that gradient accumulation
+            normalises the loss over the whole accumulated batch.
+
+        Other arguments as in `RNNModel.forward`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)  # [B, T', H]
+        logits = self.lm_head(self.output_dropout(hidden_states)).float()  # [B, T', V]
+
+        loss = None
+        if labels is not None:
+            expected = outputs.last_hidden_state.shape[:2]
+            if labels.shape != expected:
+                raise ValueError(f"`labels` must have shape {list(expected)} like the input, got {list(labels.shape)}.")
+            if logits.shape[1] != labels.shape[1]:
+                raise ValueError("`labels` need the logits of every position: pass `logits_to_keep=0`.")
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+
+        if not return_dict:
+            output = tuple(v for v in (logits, outputs.cache, outputs.hidden_states) if v is not None)
+            return (loss,) + output if loss is not None else output
+        return RNNCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
+
+
+def _pool(hidden_states: torch.Tensor, mask: torch.Tensor | None, mode: str, hidden_size: int) -> torch.Tensor:
+    """[B, T, D*H] -> [B, D*H], ignoring padded positions.
+
+    "last": the forward direction at each row's last real token and, when bidirectional, the backward direction at
+    its first real token (each direction's summary of the whole sequence).
+    """
+    batch_size, seq_len, width = hidden_states.shape
+    if mode == "last":
+        if mask is None:
+            last = torch.full((batch_size,), seq_len - 1, device=hidden_states.device)
+            first = torch.zeros(batch_size, dtype=torch.long, device=hidden_states.device)
+        else:
+            positions = torch.arange(seq_len, device=hidden_states.device).expand(batch_size, -1)
+            last = torch.where(mask, positions, -1).max(dim=1).values.clamp(min=0)
+            first = torch.where(mask, positions, seq_len).min(dim=1).values.clamp(max=seq_len - 1)
+        rows = torch.arange(batch_size, device=hidden_states.device)
+        forward = hidden_states[rows, last, :hidden_size]
+        if width == hidden_size:
+            return forward
+        return torch.cat([forward, hidden_states[rows, first, hidden_size:]], dim=-1)
+    if mask is None:
+        return hidden_states.mean(dim=1) if mode == "mean" else hidden_states.max(dim=1).values
+    weights = mask.unsqueeze(-1).to(hidden_states.dtype)  # [B, T, 1]
+    if mode == "mean":
+        return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    pooled = hidden_states.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+    return torch.where(torch.isinf(pooled), torch.zeros_like(pooled), pooled)  # rows without real tokens -> 0
+
+
+class RNNForSequenceClassification(RNNPreTrainedModel):
+    """`RNNModel`, padding-aware pooling (`config.classifier_pooling`) and a linear classifier.
+
+    Single-label, multi-label and regression through `config.problem_type` (inferred from the labels when unset).
+    """
+
+    def __init__(self, config: RNNConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = RNNModel(config)
+        self.output_dropout = nn.Dropout(config.output_dropout)
+        self.score = nn.Linear(config.hidden_size * config.num_directions, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        cache: RNNCache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> tuple | RNNClassifierOutput:
+        r"""
+        labels (`torch.Tensor`, *optional*): [B] class ids (single-label), [B, num_labels] floats (multi-label), or
+            [B] / [B, num_labels] floats (regression).
+
+        Other arguments as in `RNNModel.forward`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state  # [B, T, D*H]
+        batch_size, seq_len = hidden_states.shape[:2]
+        mask = _trailing_mask(attention_mask, batch_size, seq_len, has_cache=cache is not None)
+        pooled = _pool(hidden_states, mask, self.config.classifier_pooling, self.config.hidden_size)  # [B, D*H]
+        logits = self.score(self.output_dropout(pooled))  # [B, num_labels]
+
+        loss = None
+        if labels is not None:
+            if labels.shape[0] != batch_size:
+                raise ValueError(f"`labels` must have {batch_size} rows (one per sequence), got {list(labels.shape)}.")
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config, **kwargs)
+            num_items = kwargs.get("num_items_in_batch")
+            if num_items is not None and self.config.problem_type in ("regression", "multi_label_classification"):
+                # transformers' MSE/BCE losses take the micro-batch mean and ignore `num_items_in_batch`; rescale
+                # to sum / items of the whole accumulated batch, as for the cross-entropy losses.
+                loss = loss * (labels.numel() / num_items)
+
+        if not return_dict:
+            output = tuple(v for v in (logits, outputs.cache, outputs.hidden_states) if v is not None)
+            return (loss,) + output if loss is not None else output
+        return RNNClassifierOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
+
+
+class RNNForTokenClassification(RNNPreTrainedModel):
+    """`RNNModel` and a linear classifier on every token (tagging: NER, POS)."""
+
+    def __init__(self, config: RNNConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = RNNModel(config)
+        self.output_dropout = nn.Dropout(config.output_dropout)
+        self.score = nn.Linear(config.hidden_size * config.num_directions, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        cache: RNNCache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> tuple | RNNClassifierOutput:
+        r"""
+        labels (`torch.LongTensor` [B, T], *optional*): a class id per token, -100 where no loss is wanted.
+
+        Other arguments as in `RNNModel.forward`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.score(self.output_dropout(outputs.last_hidden_state))  # [B, T, num_labels]
+
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape[:2]:
+                raise ValueError(
+                    f"`labels` must have shape {list(logits.shape[:2])} (one label per token), got {list(labels.shape)}."
+                )
+            loss = self.loss_function(logits=logits, labels=labels, config=self.config, **kwargs)
+
+        if not return_dict:
+            output = tuple(v for v in (logits, outputs.cache, outputs.hidden_states) if v is not None)
+            return (loss,) + output if loss is not None else output
+        return RNNClassifierOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
+
+
+__all__ = [
+    "RNNCache",
+    "RNNPreTrainedModel",
+    "RNNModel",
+    "RNNForCausalLM",
+    "RNNForSequenceClassification",
+    "RNNForTokenClassification",
+]
