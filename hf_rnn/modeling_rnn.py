@@ -509,6 +509,7 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.FloatTensor | None = None,
         cache: RNNCache | None = None,
         labels: torch.LongTensor | None = None,
+        shift_labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -518,6 +519,9 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         r"""
         labels (`torch.LongTensor` [B, T], *optional*): usually `input_ids`; shifted inside the loss. Positions set
             to -100 are ignored.
+        shift_labels (`torch.LongTensor` [B, T], *optional*): targets already aligned with the inputs (the token
+            after each position). Truncated backpropagation through time uses them so that a segment's last token
+            is trained on the first token of the next segment. Replaces `labels`.
         logits_to_keep (`int` or `torch.Tensor`): compute logits for the last N positions only (0: all).
         kwargs: loss options such as `num_items_in_batch`, which Trainer passes so that gradient accumulation
             normalises the loss over the whole accumulated batch.
@@ -538,12 +542,15 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         logits = self.lm_head(self.output_dropout(hidden_states)).float()  # [B, T', V]
 
         loss = None
-        if labels is not None:
+        if labels is not None or shift_labels is not None:
             expected = outputs.last_hidden_state.shape[:2]
-            if labels.shape != expected:
-                raise ValueError(f"`labels` must have shape {list(expected)} like the input, got {list(labels.shape)}.")
-            if logits.shape[1] != labels.shape[1]:
-                raise ValueError("`labels` need the logits of every position: pass `logits_to_keep=0`.")
+            for name, value in (("labels", labels), ("shift_labels", shift_labels)):
+                if value is not None and value.shape != expected:
+                    raise ValueError(f"`{name}` must have shape {list(expected)} like the input, got {list(value.shape)}.")
+            if logits.shape[1] != expected[1]:
+                raise ValueError("Computing the loss needs the logits of every position: pass `logits_to_keep=0`.")
+            if shift_labels is not None:
+                kwargs["shift_labels"] = shift_labels.contiguous()  # the loss flattens it with .view
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
 
         if not return_dict:
