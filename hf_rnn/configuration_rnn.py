@@ -166,7 +166,8 @@ class RNNConfig(PreTrainedConfig):
                     f"`eos_token_id` must be None or ids in [0, {self.vocab_size - 1}], got {self.eos_token_id!r}."
                 )
         if self.id2label is not None and self.label2id is not None:
-            if sorted(self.label2id.values(), key=int) != sorted(self.id2label.keys(), key=int):
+            # JSON turns id2label's keys into strings: compare the ids as integers
+            if sorted(int(i) for i in self.label2id.values()) != sorted(int(i) for i in self.id2label):
                 raise ValueError(
                     f"`label2id` {self.label2id} and `id2label` {self.id2label} must describe the same label ids."
                 )
