@@ -1,7 +1,5 @@
 """Configuration of hf_rnn's recurrent models (vanilla RNN, LSTM, GRU; stacked; bidirectional)."""
 
-from typing import Literal
-
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.utils import logging
@@ -98,7 +96,9 @@ class RNNConfig(PreTrainedConfig):
     hidden_size: int = 256
     num_hidden_layers: int = 2
     # Recurrence
-    cell_type: Literal["rnn_tanh", "rnn_relu", "lstm", "gru"] = "lstm"
+    # Choices are typed `str`, not `Literal`, and checked in `_check_fields`: `@strict` reports a `Literal` mismatch
+    # with an error class that is not a ValueError.
+    cell_type: str = "lstm"  # one of CELL_TYPES
     bidirectional: bool = False
     # Regularisation: dropout after the embedding, between layers, before the head
     embedding_dropout: float = 0.0
@@ -106,7 +106,7 @@ class RNNConfig(PreTrainedConfig):
     output_dropout: float = 0.0
     # Heads
     tie_word_embeddings: bool = False
-    classifier_pooling: Literal["last", "mean", "max"] = "last"
+    classifier_pooling: str = "last"  # one of POOLING_MODES
     initializer_range: float = 0.1
     # Generation
     use_cache: bool = True
@@ -166,10 +166,11 @@ class RNNConfig(PreTrainedConfig):
                     f"`eos_token_id` must be None or ids in [0, {self.vocab_size - 1}], got {self.eos_token_id!r}."
                 )
         if self.id2label is not None and self.label2id is not None:
-            # JSON turns id2label's keys into strings: compare the ids as integers
-            if sorted(int(i) for i in self.label2id.values()) != sorted(int(i) for i in self.id2label):
+            # label2id must invert id2label; JSON turns id2label's keys into strings, so compare ids as integers
+            inverse = {label: int(i) for i, label in self.id2label.items()}
+            if {label: int(i) for label, i in self.label2id.items()} != inverse:
                 raise ValueError(
-                    f"`label2id` {self.label2id} and `id2label` {self.id2label} must describe the same label ids."
+                    f"`label2id` {self.label2id} and `id2label` {self.id2label} must describe the same label ids (label2id must be the inverse of id2label)."
                 )
 
     @property

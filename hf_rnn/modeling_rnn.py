@@ -509,7 +509,6 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.FloatTensor | None = None,
         cache: RNNCache | None = None,
         labels: torch.LongTensor | None = None,
-        shift_labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -519,12 +518,13 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         r"""
         labels (`torch.LongTensor` [B, T], *optional*): usually `input_ids`; shifted inside the loss. Positions set
             to -100 are ignored.
-        shift_labels (`torch.LongTensor` [B, T], *optional*): targets already aligned with the inputs (the token
-            after each position). Truncated backpropagation through time uses them so that a segment's last token
-            is trained on the first token of the next segment. Replaces `labels`.
         logits_to_keep (`int` or `torch.Tensor`): compute logits for the last N positions only (0: all).
-        kwargs: loss options such as `num_items_in_batch`, which Trainer passes so that gradient accumulation
-            normalises the loss over the whole accumulated batch.
+        kwargs: loss options, passed to the loss: `num_items_in_batch`, which Trainer passes so that gradient
+            accumulation normalises the loss over the whole accumulated batch, and `shift_labels` ([B, T]): targets
+            already aligned with the inputs (the token after each position), which replace `labels`; truncated
+            backpropagation through time uses them so that a segment's last token is trained on the first token of
+            the next segment. (A keyword, not a named argument: Trainer treats every named argument containing
+            "label" as a label it must find in each batch.)
 
         Other arguments as in `RNNModel.forward`.
         """
@@ -542,6 +542,7 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
         logits = self.lm_head(self.output_dropout(hidden_states)).float()  # [B, T', V]
 
         loss = None
+        shift_labels = kwargs.pop("shift_labels", None)
         if labels is not None or shift_labels is not None:
             expected = outputs.last_hidden_state.shape[:2]
             for name, value in (("labels", labels), ("shift_labels", shift_labels)):

@@ -65,3 +65,26 @@ def hf_env(tmp_path):
     env = dict(os.environ)
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return env
+
+
+# Words of `tiny_tokenizer`, one per id of the tiny vocabulary: the special tokens first, at the ids above.
+TINY_WORDS = ["[PAD]", "[EOS]", "[BOS]", "[UNK]"] + (
+    "the a cat dog sat ran on under mat rug big small red blue green happy sad and or but it is was very quite "
+    "house tree bird fish sun moon star sky"
+).split()
+
+
+def tiny_tokenizer():
+    """A word-level fast tokenizer over the VOCAB_SIZE words of TINY_WORDS (pad 0, eos 1, bos 2, unk 3).
+
+    Built offline with the `tokenizers` library: whitespace splitting, one id per word.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    assert len(TINY_WORDS) == VOCAB_SIZE
+    backend = Tokenizer(models.WordLevel({word: i for i, word in enumerate(TINY_WORDS)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", eos_token="[EOS]", bos_token="[BOS]", unk_token="[UNK]"
+    )
