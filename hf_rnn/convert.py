@@ -32,8 +32,6 @@ Command line: `hf-rnn convert rnnlm.pt rnnlm-hf` (see `hf-rnn convert --help`).
 import os
 import pickle
 import re
-import shutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,7 @@ import torch
 from transformers.utils import logging
 
 from .configuration_rnn import RNNConfig
+from .file_utils import atomic_output_dir, check_output_dir
 from .modeling_rnn import (
     RNNForCausalLM,
     RNNForSequenceClassification,
@@ -612,56 +611,12 @@ def convert_checkpoint(
     `trust_remote_code=True` without it.
     """
     input_path, output_dir = Path(input_path), Path(output_dir).absolute()
-    _check_output_dir(output_dir, overwrite, input_path)  # before the work, so that a doomed run fails at once
+    check_output_dir(output_dir, overwrite, input_path)  # before the work, so that a doomed run fails at once
     state_dict = load_state_dict(input_path)
     model = convert_state_dict(state_dict, **options)
-    _save_atomically(model, output_dir, overwrite)
-    return model
-
-
-def _check_output_dir(output_dir: Path, overwrite: bool, input_path: Path | None = None) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"`output_dir` {str(output_dir)!r} exists and is not a folder.")
-    if not output_dir.is_dir() or not any(output_dir.iterdir()):
-        return
-    if not overwrite:
-        raise ValueError(
-            f"`output_dir` {str(output_dir)!r} already exists and is not empty; choose another folder or pass "
-            "`overwrite=True` (`--overwrite`) to replace it."
-        )
-    # Overwriting deletes the folder: only ever a saved model (never, say, the current directory), never the input's.
-    if not (output_dir / "config.json").is_file():
-        raise ValueError(
-            f"`overwrite=True` replaces only a folder holding a saved model, but `output_dir` {str(output_dir)!r} has "
-            "no config.json; choose an empty or new folder."
-        )
-    if input_path is not None and output_dir.resolve() in input_path.resolve().parents:
-        raise ValueError(f"`output_dir` {str(output_dir)!r} holds the input file: it cannot be overwritten.")
-
-
-def _save_atomically(model: RNNPreTrainedModel, output_dir: Path, overwrite: bool) -> None:
-    """save_pretrained into `.{name}.tmp-*` next to `output_dir`, then rename it: a rename is all or nothing."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.with_name(f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
+    with atomic_output_dir(output_dir, overwrite, input_path) as staging:
         model.save_pretrained(staging)
-        _check_output_dir(output_dir, overwrite)  # again: the folder may have appeared meanwhile
-        if output_dir.is_dir():
-            # os.rename cannot replace a non-empty folder: move the old one aside, then delete it
-            backup = output_dir.with_name(f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(output_dir, backup)
-            try:
-                os.rename(staging, output_dir)
-            except BaseException:
-                os.rename(backup, output_dir)
-                raise
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.rename(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    return model
 
 
 __all__ = [

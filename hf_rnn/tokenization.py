@@ -41,9 +41,7 @@ The kinds, and what decoding gives back:
 
 import logging as python_logging
 import os
-import shutil
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -56,6 +54,7 @@ from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 from transformers.utils import logging
 
 from .data import load_text_dataset
+from .file_utils import atomic_output_dir, check_output_dir
 
 
 logger = logging.get_logger(__name__)
@@ -301,41 +300,6 @@ class TokenizerTrainingArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing non-empty output_dir."})
 
 
-def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"`output_dir` {str(output_dir)!r} exists and is not a folder.")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise ValueError(
-            f"`output_dir` {str(output_dir)!r} already exists and is not empty; choose another folder or pass "
-            "`overwrite=True` (`--overwrite`) to replace it."
-        )
-
-
-def _save_atomically(tokenizer: PreTrainedTokenizerFast, output_dir: Path, overwrite: bool) -> None:
-    """save_pretrained into `.{name}.tmp-*` next to `output_dir`, then rename it: a rename is all or nothing."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.with_name(f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
-        tokenizer.save_pretrained(staging)
-        _check_output_dir(output_dir, overwrite)  # again: the folder may have appeared during training
-        if output_dir.is_dir():
-            # os.rename cannot replace a non-empty folder: move the old one aside, then delete it
-            backup = output_dir.with_name(f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(output_dir, backup)
-            try:
-                os.rename(staging, output_dir)
-            except BaseException:
-                os.rename(backup, output_dir)
-                raise
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.rename(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
 def run_train_tokenizer(args: TokenizerTrainingArguments) -> PreTrainedTokenizerFast:
     """Load the texts `args` name (`load_text_dataset`), train a tokenizer on the train split, save it to `output_dir`.
 
@@ -348,7 +312,7 @@ def run_train_tokenizer(args: TokenizerTrainingArguments) -> PreTrainedTokenizer
     special_tokens = [args.pad_token, args.bos_token, args.eos_token, args.unk_token]
     _check_tokenizer_arguments(args.kind, args.vocab_size, special_tokens)
     output_dir = Path(args.output_dir).absolute()
-    _check_output_dir(output_dir, args.overwrite)
+    check_output_dir(output_dir, args.overwrite)
     splits = load_text_dataset(
         dataset_name=args.dataset_name,
         dataset_config=args.dataset_config,
@@ -375,7 +339,8 @@ def run_train_tokenizer(args: TokenizerTrainingArguments) -> PreTrainedTokenizer
         eos_token=args.eos_token,
         unk_token=args.unk_token,
     )
-    _save_atomically(tokenizer, output_dir, args.overwrite)
+    with atomic_output_dir(output_dir, args.overwrite) as staging:
+        tokenizer.save_pretrained(staging)
     logger.info(f"Saved the {args.kind} tokenizer ({len(tokenizer)} tokens, {len(train)} texts) to {output_dir}")
     return tokenizer
 
