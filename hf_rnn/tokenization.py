@@ -40,7 +40,6 @@ The kinds, and what decoding gives back:
 """
 
 import logging as python_logging
-import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
