@@ -1,0 +1,1056 @@
+"""Train a recurrent language model (`RNNForCausalLM`) with transformers' `Trainer`: fixed-length blocks, or stateful
+truncated backpropagation through time (TBPTT), the classic way recurrent language models are trained.
+
+`hf-rnn train-lm` and `python training/train_causal_lm.py` run `main`; its options are the fields of
+`ModelArguments`, `DataArguments` and `LanguageModelingTrainingArguments` (transformers' `TrainingArguments`, so every
+Trainer option works: `--max_grad_norm`, `--gradient_accumulation_steps`, `--lr_scheduler_type`, `--eval_strategy`,
+`--save_steps`, `--resume_from_checkpoint`, `--report_to tensorboard`, ...), or one JSON file holding them.
+
+```bash
+# the embedded default corpus, a byte-level BPE tokenizer trained on it, a 2-layer LSTM, stateful TBPTT
+hf-rnn train-lm --batching stateful --block_size 64 --tie_word_embeddings true --output_dir outputs/lm
+hf-rnn train-lm --train_files train.txt --validation_files valid.txt --tokenizer_name_or_path gpt2 \\
+    --cell_type gru --hidden_size 512 --embedding_size 512 --num_train_epochs 3 --output_dir outputs/gru
+hf-rnn train-lm --output_dir outputs/lm --resume_from_checkpoint true     # continue from the last checkpoint
+torchrun --nproc_per_node 2 training/train_causal_lm.py arguments.json     # several processes, one JSON file
+```
+
+What it does, in order; every check on the input runs before any training, and bad input leaves no output folder:
+
+1. Load the texts with `hf_rnn.data.load_text_dataset`: the embedded default corpus, local files, or a Hub dataset,
+   as a "train" and a "validation" split.
+2. Tokenizer: `tokenizer_name_or_path`, else the one saved with `model_name_or_path`, else a byte-level BPE trained
+   on the train split (`tokenizer_vocab_size`; on the main process, then sent to the others).
+3. Tokenise with `datasets.map` (batched), appending the EOS token to every document so that documents stay
+   separated once concatenated.
+4. Lay the token stream out for the chosen `batching` (see `group_texts` and `build_stateful_dataset`):
+   - "blocks": the concatenated stream cut into `block_size`-token blocks, as transformers' `run_clm` does; blocks
+     are shuffled and each starts from a zero state.
+   - "stateful": the stream cut into `per_device_train_batch_size x number of processes` contiguous streams, each
+     read `block_size` tokens at a time; the recurrent state is carried from one batch to the next, detached
+     (`StatefulLMTrainer`). Evaluation does the same over the validation streams.
+5. Model: new (`RNNConfig` from the architecture options, `vocab_size` = the tokenizer's size) or continued from
+   `model_name_or_path` (its architecture; dropouts may be changed; the tokenizer must fit its vocabulary).
+6. Train with `Trainer`, evaluate (validation loss and perplexity = exp(loss)), and save to `output_dir`: the model
+   (safetensors, config, modeling source for remote code), tokenizer, `generation_config.json` (EOS/pad ids and
+   sampling defaults), `all_results.json`, `loss_curve.png` (matplotlib: `pip install hf-rnn[train]`) and a model
+   card (README.md).
+
+Output folder: Trainer works in `output_dir` as usual (checkpoints `checkpoint-N/`, TensorBoard logs), so a crashed run
+can be resumed. The final files are written to a staging folder `.{name}.staging` next to it and then moved in, with
+`config.json` last (and an older `config.json` removed first): a run that dies while saving leaves no folder that
+looks like a complete model.
+"""
+
+import json
+import logging as python_logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+import numpy
+import pyarrow.compute
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import SequentialSampler
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    GenerationConfig,
+    HfArgumentParser,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.utils import logging
+
+from .configuration_rnn import CELL_TYPES, RNNConfig
+from .data import load_text_dataset
+from .model_card import hyperparameters_from_training_arguments, write_model_card
+from .modeling_rnn import RNNCache, RNNForCausalLM
+from .tokenization import _check_tokenizer_arguments, train_tokenizer
+
+
+logger = logging.get_logger(__name__)
+
+BATCHING_MODES = ("blocks", "stateful")
+# Architecture fields of RNNConfig that the command line may set for a new model; a checkpoint brings its own.
+ARCHITECTURE_FIELDS = ("cell_type", "embedding_size", "hidden_size", "num_hidden_layers", "tie_word_embeddings")
+# Fields that may differ from a checkpoint's config when continuing from it (they change no weight's shape).
+DROPOUT_FIELDS = ("embedding_dropout", "hidden_dropout", "output_dropout")
+# Columns of a stateful dataset that say where each row sits; the trainer reads them and never passes them on.
+POSITION_COLUMNS = ("stream_index", "segment_index")
+# The carried state of a checkpoint, one file per process (as Trainer's `rng_state_{rank}.pth`).
+TBPTT_STATE_NAME = "tbptt_state.safetensors"
+LOSS_CURVE_NAME = "loss_curve.png"
+ALL_RESULTS_NAME = "all_results.json"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Arguments
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelArguments:
+    """The model and the tokenizer: a new model (architecture options) or an hf_rnn checkpoint to continue from.
+
+    Architecture options left unset take `RNNConfig`'s defaults for a new model (2-layer LSTM, 256 wide, untied), or
+    the checkpoint's values when continuing (giving a different value is an error).
+    """
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "hf_rnn causal LM checkpoint (folder or Hub id) to continue training. Default: a new model."},
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Tokenizer to use. Default: the one saved with --model_name_or_path, else a byte-level BPE "
+            "trained on the train split (--tokenizer_vocab_size)."
+        },
+    )
+    tokenizer_vocab_size: int = field(
+        default=8000, metadata={"help": "Vocabulary size of the BPE tokenizer trained when none is given."}
+    )
+    cell_type: Literal["rnn_tanh", "rnn_relu", "lstm", "gru"] | None = field(
+        default=None, metadata={"help": "Recurrent cell (new model; default lstm)."}
+    )
+    embedding_size: int | None = field(default=None, metadata={"help": "Embedding width (new model; default 256)."})
+    hidden_size: int | None = field(default=None, metadata={"help": "Recurrent state width (new model; default 256)."})
+    num_hidden_layers: int | None = field(
+        default=None, metadata={"help": "Number of stacked recurrent layers (new model; default 2)."}
+    )
+    tie_word_embeddings: bool | None = field(
+        default=None,
+        metadata={"help": "Share the LM head with the embedding; needs embedding_size == hidden_size (default false)."},
+    )
+    embedding_dropout: float | None = field(default=None, metadata={"help": "Dropout on the embeddings (default 0)."})
+    hidden_dropout: float | None = field(default=None, metadata={"help": "Dropout between layers (default 0)."})
+    output_dropout: float | None = field(default=None, metadata={"help": "Dropout before the LM head (default 0)."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow a tokenizer from the Hub to run its own code."}
+    )
+
+    def __post_init__(self):
+        # The command line checks `cell_type` against its choices; a JSON file or a Python caller does not.
+        if self.cell_type is not None and self.cell_type not in CELL_TYPES:
+            raise ValueError(f"`cell_type` must be one of {list(CELL_TYPES)}, got {self.cell_type!r}.")
+
+
+@dataclass
+class DataArguments:
+    """Where the text comes from and how it is cut into training rows."""
+
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset id or local dataset folder (default: the embedded corpus)."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Configuration of --dataset_name."})
+    train_files: list[str] | None = field(
+        default=None, metadata={"help": "Local .txt/.csv/.tsv/.json/.jsonl files to train on, instead of a dataset."}
+    )
+    validation_files: list[str] | None = field(
+        default=None, metadata={"help": "Local validation files (default: a held-out share of the train files)."}
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "Share held out for validation when the data has no validation split."}
+    )
+    validation_split_seed: int = field(
+        default=0, metadata={"help": "Seed of that hold-out (the tokenizer recipe's --seed: keep them equal)."}
+    )
+    batching: Literal["blocks", "stateful"] = field(
+        default="blocks",
+        metadata={
+            "help": "blocks: independent fixed-length blocks, each from a zero state (run_clm). stateful: truncated "
+            "backpropagation through time over contiguous streams, the state carried from batch to batch."
+        },
+    )
+    block_size: int = field(
+        default=128, metadata={"help": "Tokens per row: the block length, or the BPTT length in stateful mode."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on the first N rows only (stateful: whole segments of every stream)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on the first N rows only (stateful: whole segments)."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenisation (datasets.map num_proc)."}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Where `datasets` keeps its cache (default: HF_DATASETS_CACHE)."}
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Start over in an output_dir that holds an earlier run (its checkpoints and model)."},
+    )
+
+    def __post_init__(self):
+        if self.batching not in BATCHING_MODES:
+            raise ValueError(f"`batching` must be one of {list(BATCHING_MODES)}, got {self.batching!r}.")
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size < 2:
+            raise ValueError(
+                f"`block_size` must be an integer of at least 2 (tokens per row), got {self.block_size!r}."
+            )
+        for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be at least 1 when given, got {value}.")
+
+
+@dataclass
+class LanguageModelingTrainingArguments(TrainingArguments):
+    """transformers' `TrainingArguments` with a learning rate suited to recurrent networks trained with Adam."""
+
+    learning_rate: float = field(
+        default=1e-3,
+        metadata={
+            "help": "Initial learning rate (AdamW). 1e-3 suits recurrent networks (transformers' default 5e-5 is for "
+            "fine-tuning large pretrained transformers)."
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data: tokens, blocks, streams
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def tokenize_documents(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    text_column: str = "text",
+    num_proc: int | None = None,
+    description: str = "Tokenizing",
+) -> datasets.Dataset:
+    """One row per document with its token ids and the EOS token after them, so that documents stay separated when
+    the rows are concatenated. Only `input_ids` is kept. `datasets.map`, batched (and cached for file-backed data)."""
+    eos_token_id = tokenizer.eos_token_id
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        # add_special_tokens=False: the recipe places the separators itself (a tokenizer adding BOS to every call
+        # would put BOS EOS between documents)
+        ids = tokenizer(batch[text_column], add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        return {"input_ids": [document + [eos_token_id] for document in ids]}
+
+    return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, num_proc=num_proc, desc=description)
+
+
+def group_texts(examples: dict[str, list], block_size: int) -> dict[str, list]:
+    """transformers' run_clm `group_texts`: concatenate a batch of tokenised documents and cut the result into blocks
+    of `block_size` tokens, dropping the remainder; `labels` are the `input_ids` (the model shifts them).
+
+    For `datasets.map(group_texts, batched=True, fn_kwargs={"block_size": ...})`: the remainder is dropped once per
+    map batch (1000 documents by default), a negligible share of the text.
+    """
+    tokens = [token for document in examples["input_ids"] for token in document]
+    length = (len(tokens) // block_size) * block_size
+    blocks = [tokens[start : start + block_size] for start in range(0, length, block_size)]
+    return {"input_ids": blocks, "labels": [list(block) for block in blocks]}
+
+
+def build_block_dataset(
+    tokenized: datasets.Dataset, block_size: int, num_proc: int | None = None, description: str = "Grouping"
+) -> datasets.Dataset:
+    """Rows of `block_size` tokens (`input_ids`, `labels`) from a tokenised dataset, with `group_texts`."""
+    return tokenized.map(
+        group_texts, batched=True, fn_kwargs={"block_size": block_size}, num_proc=num_proc, desc=description
+    )
+
+
+def concatenated_token_ids(tokenized: datasets.Dataset) -> numpy.ndarray:
+    """The `input_ids` of every row, concatenated in row order: the token stream, as a 1-D int64 array.
+
+    Flattened by Arrow (no Python loop over tokens), so that a corpus of millions of tokens takes a moment.
+    """
+    column = tokenized.with_format("arrow")[:]["input_ids"]  # a ChunkedArray of token lists
+    return pyarrow.compute.list_flatten(column).to_numpy().astype(numpy.int64)
+
+
+def build_stateful_dataset(
+    token_ids: numpy.ndarray | list[int],
+    num_streams: int,
+    block_size: int,
+    max_segments: int | None = None,
+) -> datasets.Dataset:
+    """Lay a token stream out for stateful truncated backpropagation through time, in the order a sequential sampler
+    must read it.
+
+    The stream is cut into `num_streams` = S contiguous streams of L = len(token_ids) // S tokens (the last
+    len(token_ids) % S tokens are dropped), as pytorch/examples word_language_model's `batchify`. With the alphabet as
+    the token stream and S = 4:
+
+    ```
+    a b c d e f g h i j k l m n o p q r s t u v w x y z
+    ->  stream 0: a b c d e f      (L = 6; y, z are dropped)
+        stream 1: g h i j k l
+        stream 2: m n o p q r
+        stream 3: s t u v w x
+    ```
+
+    Row (t, s) is segment t of stream s: `input_ids` = tokens [t*block_size, (t+1)*block_size) of the stream, and
+    `shift_labels` = the tokens one further, so that the last token of a segment is trained on the first token of the
+    next one (word_language_model's `get_batch`). A segment needs the token after it, so there are
+    T = (L - 1) // block_size segments (a shorter last segment is dropped: every row has `block_size` tokens).
+    With block_size = 2:
+
+    ```
+              segment 0      segment 1
+    stream 0: input a b      input c d       (e f: no room for a third segment and its targets)
+              label b c      label d e
+    stream 1: input g h      input i j
+              label h i      label j k
+    ...
+    ```
+
+    Rows are ordered segment-major, stream-minor: row index = t * S + s. Why this order: Trainer's data loader reads
+    rows sequentially in batches of `per_device_train_batch_size` = B rows, and with W processes accelerate's
+    `BatchSamplerShard` deals those batches round-robin: batch k goes to process k % W (`_iter_with_no_split`:
+    `idx % num_processes == process_index`; accelerate's `dispatch_batches=True` hands out the same rows: slice r of
+    W consecutive batches; `split_batches=True` slices differently and is refused). With S = B * W, process r
+    therefore receives, at its j-th batch, segment j of streams r*B ... r*B + B - 1: every process owns B streams
+    and reads them in order, batch after batch. With B = 2 and W = 2 (S = 4):
+
+    ```
+    row:      0    1    2    3    4    5    6    7    8  ...
+    (t, s): (0,0)(0,1)(0,2)(0,3)(1,0)(1,1)(1,2)(1,3)(2,0) ...
+    batch:  |--0----|--1----|--2----|--3----|--4--- ...
+    process:    0       1       0       1       0
+    ```
+
+    Process 0 gets segments 0, 1, 2, ... of streams 0 and 1; process 1 the same segments of streams 2 and 3. Every
+    batch is full (T * S rows), so no process pads or drops one (accelerate's `even_batches` never has to wrap
+    around to the first rows). With one process (W = 1) batch t is segment t of all
+    S = B streams. Consecutive micro-batches of gradient accumulation are consecutive segments of the same streams.
+
+    Columns: `input_ids` and `shift_labels` ([block_size] each), `stream_index` (s) and `segment_index` (t); the
+    last two let `StatefulLMTrainer` check that every batch continues the one before.
+
+    Args:
+        token_ids: the token stream (documents concatenated, EOS between them).
+        num_streams (`int`): S, the number of streams: per-device batch size x number of processes.
+        block_size (`int`): tokens per segment (the BPTT length).
+        max_segments (`int`, *optional*): keep only the first segments of every stream (quick runs).
+
+    Raises:
+        ValueError: when the stream is too short for one segment of every stream.
+    """
+    token_ids = numpy.asarray(token_ids, dtype=numpy.int64)
+    if num_streams < 1 or block_size < 1:
+        raise ValueError(f"`num_streams` and `block_size` must be positive, got {num_streams} and {block_size}.")
+    stream_length = len(token_ids) // num_streams
+    num_segments = (stream_length - 1) // block_size if stream_length > 0 else 0
+    if num_segments < 1:
+        raise ValueError(
+            f"{len(token_ids)} tokens are too few for {num_streams} streams of at least one {block_size}-token segment "
+            f"and its next-token targets: that needs {num_streams * (block_size + 1)} tokens. Give more text, or "
+            "lower `block_size` or the batch size (streams = per-device batch size x number of processes)."
+        )
+    if max_segments is not None:
+        num_segments = min(num_segments, max_segments)
+    streams = token_ids[: num_streams * stream_length].reshape(num_streams, stream_length)  # [S, L]
+    used = num_segments * block_size
+    # [S, T * block_size] -> [S, T, block_size] -> [T, S, block_size] -> [T * S, block_size]: row t * S + s
+    inputs = streams[:, :used].reshape(num_streams, num_segments, block_size).transpose(1, 0, 2)
+    targets = streams[:, 1 : used + 1].reshape(num_streams, num_segments, block_size).transpose(1, 0, 2)
+    return datasets.Dataset.from_dict(
+        {
+            "input_ids": inputs.reshape(-1, block_size),
+            "shift_labels": targets.reshape(-1, block_size),
+            "stream_index": numpy.tile(numpy.arange(num_streams), num_segments),
+            "segment_index": numpy.repeat(numpy.arange(num_segments), num_streams),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Trainers
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss): the perplexity of a mean next-token cross-entropy in nats; inf when that overflows."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
+
+
+class LanguageModelingTrainer(Trainer):
+    """`Trainer` that reports `{prefix}_perplexity` = exp(`{prefix}_loss`) with every evaluation (logs, TensorBoard)."""
+
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        loss = output.metrics.get(f"{prefix}_loss")
+        if loss is not None:
+            output.metrics[f"{prefix}_perplexity"] = perplexity(loss)
+        return output
+
+
+class CarriedState:
+    """The recurrent state a group of streams ended with, and where: which streams, after which segment.
+
+    `StatefulLMTrainer` keeps one for training and one for evaluation.
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.cache: RNNCache | None = None
+        self.stream_index: torch.Tensor | None = None  # [B] on the CPU
+        self.segment_index: int | None = None
+
+    def initial_cache(self, stream_index: torch.Tensor, segment_index: torch.Tensor, phase: str) -> RNNCache | None:
+        """The state a batch of rows (`stream_index`, `segment_index`: [B]) starts from: none (zeros) for segment 0,
+        else the carried state, which must come from segment t - 1 of the same streams."""
+        segments = segment_index.unique()
+        if len(segments) != 1:
+            raise RuntimeError(
+                f"Stateful TBPTT: a {phase} batch mixes segments {segments.tolist()}; each batch must hold one segment "
+                "of its streams. Rows must be read in the order of `build_stateful_dataset` (sequential sampling)."
+            )
+        segment = int(segments)
+        if segment == 0:  # the start of the streams: a new epoch, or a new evaluation
+            self.reset()
+            return None
+        stream_index = stream_index.cpu()
+        if self.cache is None or self.segment_index != segment - 1 or not torch.equal(self.stream_index, stream_index):
+            carried = (
+                "no state"
+                if self.cache is None
+                else f"the state of segment {self.segment_index} of streams {self.stream_index.tolist()}"
+            )
+            raise RuntimeError(
+                f"Stateful TBPTT: a {phase} batch holds segment {segment} of streams {stream_index.tolist()}, but the "
+                f"carried state is {carried}. Rows must be read in the order of `build_stateful_dataset` (sequential "
+                "sampling, no shuffling, the dataset built for this batch size and number of processes)."
+            )
+        return self.cache
+
+    def update(self, cache: RNNCache, stream_index: torch.Tensor, segment_index: torch.Tensor) -> None:
+        """Keep the state a batch ended with, detached: the next batch's gradients stop here (truncated BPTT)."""
+        self.cache = cache.detach()
+        self.stream_index = stream_index.cpu()
+        self.segment_index = int(segment_index.max())
+
+    def save(self, path: str | os.PathLike, world_size: int) -> None:
+        """Write the state (each layer's tensors, the streams, the segment) to a safetensors file."""
+        tensors = {"stream_index": self.stream_index.contiguous(), "segment_index": torch.tensor([self.segment_index])}
+        for layer_index in range(len(self.cache.layers)):
+            for state_index, state in enumerate(self.cache.get_layer_state(layer_index)):
+                tensors[f"layer_{layer_index}.state_{state_index}"] = state.detach().cpu().contiguous()  # [B, D, H]
+        save_file(tensors, os.fspath(path), metadata={"world_size": str(world_size), "format": "hf_rnn-tbptt"})
+
+    def load(self, path: str | os.PathLike, config: RNNConfig, device: torch.device) -> None:
+        tensors = load_file(os.fspath(path))
+        cache = RNNCache(config)
+        for layer_index in range(config.num_hidden_layers):
+            state = tuple(
+                tensors[f"layer_{layer_index}.state_{state_index}"].to(device)
+                for state_index in range(config.num_state_tensors)
+            )
+            cache.set_layer_state(layer_index, state)
+        self.cache = cache
+        self.stream_index = tensors["stream_index"]
+        self.segment_index = int(tensors["segment_index"][0])
+
+
+def tbptt_state_file_name(process_index: int, world_size: int) -> str:
+    """`tbptt_state.safetensors` with one process, `tbptt_state_{rank}.safetensors` with several."""
+    return TBPTT_STATE_NAME if world_size <= 1 else TBPTT_STATE_NAME.replace(".", f"_{process_index}.", 1)
+
+
+class StatefulLMTrainer(LanguageModelingTrainer):
+    """`Trainer` for stateful truncated backpropagation through time over a `build_stateful_dataset` dataset.
+
+    - Rows are read in dataset order (a sequential sampler, whatever `train_sampling_strategy` says), so each batch
+      holds the next segment of the same streams (see `build_stateful_dataset` for several processes).
+    - Each batch starts from the state the previous batch of its streams ended with, detached (gradients flow within
+      a segment only); a batch of segment 0 starts from zeros, so the state is reset at every epoch start and at the
+      start of every evaluation. The state is passed in as `cache=`, with `use_cache=True`. Training and evaluation
+      keep separate states, so an evaluation in the middle of an epoch does not disturb training.
+    - Gradient accumulation: consecutive micro-batches are consecutive segments of the same streams, so carrying the
+      state across them is still right; every row has `block_size` targets, so the accumulated mean loss equals the
+      mean over one large batch.
+    - Checkpoints hold the carried training state (`tbptt_state.safetensors`, one file per process), and
+      `resume_from_checkpoint` restores it: a resumed run ends with the same weights as an uninterrupted one.
+    - The targets are `shift_labels` (already aligned with the inputs), which `RNNForCausalLM.forward` takes as a
+      keyword: they are the trainer's `label_names`, so the column is kept and evaluation computes a loss.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.label_names = ["shift_labels"]
+        self.train_state = CarriedState()
+        self.eval_state = CarriedState()
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        # keep the position columns through `remove_unused_columns`: `compute_loss` reads them
+        self._signature_columns += [name for name in POSITION_COLUMNS if name not in self._signature_columns]
+
+    def _get_train_sampler(self, train_dataset=None) -> SequentialSampler:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return SequentialSampler(dataset)
+
+    def _get_eval_sampler(self, eval_dataset) -> SequentialSampler:
+        return SequentialSampler(eval_dataset)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        missing = [name for name in POSITION_COLUMNS + ("shift_labels",) if name not in inputs]
+        if missing:
+            raise ValueError(
+                f"StatefulLMTrainer needs the columns {missing} in every batch: build the dataset with "
+                "`build_stateful_dataset`."
+            )
+        stream_index, segment_index = inputs["stream_index"], inputs["segment_index"]
+        carried = self.train_state if model.training else self.eval_state
+        cache = carried.initial_cache(stream_index, segment_index, "training" if model.training else "evaluation")
+        model_inputs = {key: value for key, value in inputs.items() if key not in POSITION_COLUMNS}
+        model_inputs.update(cache=cache, use_cache=True)
+        loss, outputs = super().compute_loss(
+            model, model_inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        carried.update(outputs.cache, stream_index, segment_index)
+        return (loss, outputs) if return_outputs else loss
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # The state first, so that a checkpoint with a trainer_state.json always has its TBPTT state too.
+        if self.train_state.cache is not None:
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            os.makedirs(folder, exist_ok=True)
+            file_name = tbptt_state_file_name(self.args.process_index, self.args.world_size)
+            self.train_state.save(os.path.join(folder, file_name), self.args.world_size)
+        super()._save_checkpoint(model, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model=model)
+        path = os.path.join(
+            resume_from_checkpoint, tbptt_state_file_name(self.args.process_index, self.args.world_size)
+        )
+        if not os.path.isfile(path):
+            found = sorted(name for name in os.listdir(resume_from_checkpoint) if name.startswith("tbptt_state"))
+            raise ValueError(
+                f"Cannot resume stateful TBPTT from {resume_from_checkpoint!r}: it has no {os.path.basename(path)} "
+                + (
+                    f"(it has {found}: it was saved by a run with another number of processes, whose streams differ)."
+                    if found
+                    else "(it was not saved by a stateful run)."
+                )
+            )
+        self.train_state.load(path, self.model.config, self.args.device)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def default_generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
+    """Sampling defaults for a small language model: nucleus sampling at temperature 0.8, 100 new tokens, stopping at
+    EOS (the document separator the recipe trains on)."""
+    return GenerationConfig(
+        do_sample=True,
+        temperature=0.8,
+        top_k=0,  # nucleus sampling alone decides which tokens are allowed
+        top_p=0.95,
+        max_new_tokens=100,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+
+
+def plot_loss_curve(
+    log_history: list[dict[str, Any]],
+    path: str | os.PathLike,
+    title: str | None = None,
+    vocab_size: int | None = None,
+) -> bool:
+    """Training and evaluation loss against the optimizer step, from `trainer.state.log_history`, saved as a PNG;
+    with `vocab_size`, also the loss of a uniform guess over the vocabulary, ln(vocab_size), for scale.
+
+    Returns False (and logs a warning) when matplotlib is missing: it is an optional dependency
+    (`pip install hf-rnn[train]`).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed: no loss curve (`pip install hf-rnn[train]` to get one).")
+        return False
+    train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
+    evaluation = [(entry["step"], entry["eval_loss"]) for entry in log_history if "eval_loss" in entry]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    if train:
+        axes.plot(*zip(*train), label="training loss", color="tab:blue", linewidth=1.2)
+    if evaluation:
+        axes.plot(*zip(*evaluation), label="validation loss", color="tab:orange", marker="o", linewidth=1.5)
+    if vocab_size is not None and (train or evaluation):
+        axes.axhline(
+            math.log(vocab_size), color="gray", linestyle="--", linewidth=1, label=f"uniform guess, ln {vocab_size}"
+        )
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("cross-entropy (nats per token)")
+    axes.set_title(title or "Language model training")
+    axes.grid(alpha=0.3)
+    if train or evaluation:
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(os.fspath(path), dpi=120)
+    plt.close(figure)
+    return True
+
+
+def _publish(staging: Path, output_dir: Path) -> None:
+    """Move the entries of `staging` into `output_dir` so that it never looks like a complete model before the end:
+    an older `config.json` is removed first and the new one moved in last (each move is a rename)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.json").unlink(missing_ok=True)
+    entries = sorted(staging.iterdir(), key=lambda entry: entry.name == "config.json")  # config.json last
+    for entry in entries:
+        target = output_dir / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    staging.rmdir()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The recipe
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _resolve_resume(training_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from: a path, or the last one in `output_dir` for "true"."""
+    value = training_args.resume_from_checkpoint
+    if value is None or str(value).lower() in ("", "false", "none"):
+        return None
+    if str(value).lower() == "true":
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            raise ValueError(
+                f"`resume_from_checkpoint` true: `output_dir` {training_args.output_dir!r} holds no "
+                "checkpoint-N folder."
+            )
+        return last
+    if not os.path.isfile(os.path.join(value, "trainer_state.json")):
+        raise ValueError(
+            f"`resume_from_checkpoint` {value!r} is not a Trainer checkpoint folder (no trainer_state.json)."
+        )
+    return value
+
+
+def _check_output_dir(output_dir: Path, overwrite: bool, resuming: bool) -> None:
+    """An existing non-empty `output_dir` is only used to resume, or replaced with `overwrite` when it holds an earlier
+    run (a saved model, a tokenizer or checkpoints), never a folder of other files."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"`output_dir` {str(output_dir)!r} exists and is not a folder.")
+    if resuming or not output_dir.is_dir() or not any(output_dir.iterdir()):
+        return
+    if not overwrite:
+        raise ValueError(
+            f"`output_dir` {str(output_dir)!r} already exists and is not empty; choose another folder, pass "
+            "`--resume_from_checkpoint true` to continue the run it holds, or `--overwrite` to start over."
+        )
+    names = {entry.name for entry in output_dir.iterdir()}
+    if not (
+        names & {"config.json", "tokenizer_config.json"} or any(n.startswith(PREFIX_CHECKPOINT_DIR) for n in names)
+    ):
+        raise ValueError(
+            f"`--overwrite` replaces only a folder holding an earlier run (a saved model or checkpoints), but "
+            f"`output_dir` {str(output_dir)!r} holds neither; choose an empty or new folder."
+        )
+
+
+def _load_or_train_tokenizer(
+    model_args: ModelArguments, train_split: datasets.Dataset, text_column: str, training_args: TrainingArguments
+) -> PreTrainedTokenizerBase:
+    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if source is not None:
+        argument = "tokenizer_name_or_path" if model_args.tokenizer_name_or_path else "model_name_or_path"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
+        except (OSError, ValueError) as error:
+            hint = (
+                " (it holds no tokenizer: pass `--tokenizer_name_or_path`)" if argument == "model_name_or_path" else ""
+            )
+            raise ValueError(f"`{argument}`: cannot load a tokenizer from {source!r}{hint}: {error}") from error
+    else:
+        tokenizer = _train_tokenizer_once(train_split, text_column, model_args.tokenizer_vocab_size, training_args)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(
+            f"The tokenizer from {source!r} has no EOS token; the recipe puts one between documents. Set "
+            "`eos_token` on it and save it, or let the recipe train one."
+        )
+    return tokenizer
+
+
+def _train_tokenizer_once(
+    train_split: datasets.Dataset, text_column: str, vocab_size: int, training_args: TrainingArguments
+) -> PreTrainedTokenizerBase:
+    """A byte-level BPE trained on the train split, on the main process only; the other processes receive its files
+    (every process must use the very same vocabulary)."""
+
+    def texts() -> Iterator[str]:
+        for batch in train_split.iter(batch_size=1000):
+            yield from batch[text_column]
+
+    if training_args.world_size <= 1:
+        return train_tokenizer(texts(), kind="bpe", vocab_size=vocab_size)
+
+    from torch import distributed
+
+    payload: list[Any] = [None]
+    if training_args.process_index == 0:
+        try:
+            tokenizer = train_tokenizer(texts(), kind="bpe", vocab_size=vocab_size)
+            with tempfile.TemporaryDirectory() as folder:
+                tokenizer.save_pretrained(folder)
+                payload = [{name: Path(folder, name).read_bytes() for name in os.listdir(folder)}]
+        except ValueError as error:
+            payload = [error]  # sent on, so that every process fails with it instead of waiting forever
+    distributed.broadcast_object_list(payload, src=0)
+    if isinstance(payload[0], ValueError):
+        raise payload[0]
+    if training_args.process_index == 0:
+        return tokenizer
+    with tempfile.TemporaryDirectory() as folder:
+        for name, content in payload[0].items():
+            Path(folder, name).write_bytes(content)
+        return AutoTokenizer.from_pretrained(folder)
+
+
+def _build_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase, seed: int) -> RNNForCausalLM:
+    given = {name: getattr(model_args, name) for name in ARCHITECTURE_FIELDS + DROPOUT_FIELDS}
+    given = {name: value for name, value in given.items() if value is not None}
+    if model_args.model_name_or_path is None:
+        set_seed(seed)  # the same initial weights on every process and in every run with this seed
+        config = RNNConfig(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **given,
+        )
+        return RNNForCausalLM(config)
+
+    path = model_args.model_name_or_path
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"`model_name_or_path`: cannot load a model config from {path!r}: {error}") from error
+    if getattr(config, "model_type", None) != RNNConfig.model_type:
+        raise ValueError(
+            f"`model_name_or_path` {path!r} is a {config.model_type!r} model, not an hf_rnn one (model_type "
+            f"{RNNConfig.model_type!r})."
+        )
+    different = {
+        name: (value, getattr(config, name))
+        for name, value in given.items()
+        if name in ARCHITECTURE_FIELDS and value != getattr(config, name)
+    }
+    if different:
+        details = ", ".join(f"{name}={value!r} (checkpoint: {saved!r})" for name, (value, saved) in different.items())
+        raise ValueError(
+            f"Continuing from {path!r} keeps its architecture, but these options differ from it: {details}. Leave them "
+            "out, or train a new model."
+        )
+    if len(tokenizer) > config.vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model {path!r} has vocab_size={config.vocab_size}: "
+            "token ids would fall outside its embedding. Use the tokenizer the model was trained with."
+        )
+    if config.bidirectional:
+        raise ValueError(f"`model_name_or_path` {path!r} is bidirectional: it cannot be a causal language model.")
+    dropouts = {name: value for name, value in given.items() if name in DROPOUT_FIELDS}
+    return RNNForCausalLM.from_pretrained(path, **dropouts)
+
+
+def _prepare_datasets(
+    data_args: DataArguments,
+    tokenized: datasets.DatasetDict,
+    training_args: TrainingArguments,
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Training and evaluation rows for the chosen batching, checked to hold at least one row each."""
+    block_size = data_args.block_size
+    if data_args.batching == "blocks":
+        rows = {}
+        for split in ("train", "validation"):
+            rows[split] = build_block_dataset(
+                tokenized[split], block_size, data_args.preprocessing_num_workers, f"Grouping {split} into blocks"
+            )
+            if len(rows[split]) == 0:
+                token_count = sum(len(ids) for ids in tokenized[split]["input_ids"])
+                raise ValueError(
+                    f"The {split} split has {token_count} tokens, fewer than one block of `block_size`={block_size}: "
+                    "give more text or lower `block_size`."
+                )
+        train, validation = rows["train"], rows["validation"]
+        if data_args.max_train_samples is not None:
+            train = train.select(range(min(data_args.max_train_samples, len(train))))
+        if data_args.max_eval_samples is not None:
+            validation = validation.select(range(min(data_args.max_eval_samples, len(validation))))
+        return train, validation
+
+    # stateful: S = per-device batch size x number of processes streams (see build_stateful_dataset)
+    world_size = max(1, training_args.world_size)
+    datasets_by_split = []
+    for split, batch_size, max_rows in (
+        ("train", training_args.per_device_train_batch_size, data_args.max_train_samples),
+        ("validation", training_args.per_device_eval_batch_size, data_args.max_eval_samples),
+    ):
+        num_streams = batch_size * world_size
+        max_segments = None
+        if max_rows is not None:
+            max_segments = max_rows // num_streams
+            if max_segments < 1:
+                argument = "max_train_samples" if split == "train" else "max_eval_samples"
+                raise ValueError(
+                    f"`{argument}`={max_rows} is less than one segment of every stream ({num_streams} rows: batch size "
+                    f"x {world_size} processes) in stateful batching; raise it."
+                )
+        try:
+            datasets_by_split.append(
+                build_stateful_dataset(concatenated_token_ids(tokenized[split]), num_streams, block_size, max_segments)
+            )
+        except ValueError as error:
+            raise ValueError(f"The {split} split: {error}") from None
+    return tuple(datasets_by_split)
+
+
+def _dataset_description(data_args: DataArguments) -> str:
+    if data_args.dataset_name:
+        return data_args.dataset_name + (f" ({data_args.dataset_config})" if data_args.dataset_config else "")
+    if data_args.train_files:
+        return "local files: " + ", ".join(Path(file).name for file in data_args.train_files)
+    return (
+        "the hf_rnn default corpus (the Python standard library's documentation: pydoc topics and module docstrings, "
+        "hf_rnn.data.default_corpus_texts)"
+    )
+
+
+def run_language_modeling(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+) -> dict[str, float]:
+    """Load, tokenise, train, evaluate and save, as described in the module docstring. Returns `all_results`: the
+    training metrics and the validation `eval_loss` / `eval_perplexity`.
+
+    Raises:
+        ValueError: for bad input (files, columns, tokenizer, options), before any training starts and before
+            `output_dir` is created.
+    """
+    # 1. Checks that need no data
+    output_dir = Path(training_args.output_dir).absolute()
+    resume_from = _resolve_resume(training_args)
+    _check_output_dir(output_dir, data_args.overwrite, resuming=resume_from is not None)
+    inputs = [*(data_args.train_files or []), *(data_args.validation_files or [])]
+    inputs += [path for path in (model_args.model_name_or_path, model_args.tokenizer_name_or_path) if path]
+    for path in inputs:
+        if os.path.exists(path) and output_dir.resolve() in (Path(path).resolve(), *Path(path).resolve().parents):
+            raise ValueError(
+                f"`output_dir` {str(output_dir)!r} holds the input {path!r}, which the run would overwrite; choose "
+                "another `output_dir`."
+            )
+    if model_args.tokenizer_name_or_path is None and model_args.model_name_or_path is None:
+        _check_tokenizer_arguments("bpe", model_args.tokenizer_vocab_size, ["<pad>", "<s>", "</s>", "<unk>"])
+    if model_args.model_name_or_path is None:
+        # the architecture options, checked by RNNConfig itself (sizes, tying, dropouts) with a stand-in vocabulary
+        architecture = {name: getattr(model_args, name) for name in ARCHITECTURE_FIELDS + DROPOUT_FIELDS}
+        RNNConfig(vocab_size=1, **{name: value for name, value in architecture.items() if value is not None})
+    for argument in ("train_files", "validation_files"):
+        for file in getattr(data_args, argument) or []:
+            if os.path.isfile(file) and os.path.getsize(file) == 0:
+                raise ValueError(f"`{argument}`: the file {file!r} is empty.")
+    if data_args.batching == "stateful" and getattr(training_args.accelerator_config, "split_batches", False):
+        raise ValueError(
+            "Stateful batching gives every process its own streams, one row per stream per batch; accelerate's "
+            "`split_batches=True` slices batches differently. Leave `split_batches` off with `--batching stateful`."
+        )
+    if data_args.batching == "stateful" and training_args.train_sampling_strategy not in ("random", "sequential"):
+        logger.warning(
+            "Stateful batching reads rows in order: "
+            f"`train_sampling_strategy`={training_args.train_sampling_strategy!r} "
+            "is ignored."
+        )
+
+    # 2. Texts, tokenizer, tokens
+    with training_args.main_process_first(desc="loading the dataset"):
+        splits = load_text_dataset(
+            dataset_name=data_args.dataset_name,
+            dataset_config=data_args.dataset_config,
+            train_files=data_args.train_files,
+            validation_files=data_args.validation_files,
+            text_column=data_args.text_column,
+            validation_fraction=data_args.validation_fraction,
+            seed=data_args.validation_split_seed,
+            cache_dir=data_args.cache_dir,
+        )
+    for split, dataset in splits.items():
+        if len(dataset) == 0:
+            raise ValueError(f"The {split} split holds no text (its files are empty or hold only blank lines).")
+    tokenizer = _load_or_train_tokenizer(model_args, splits["train"], data_args.text_column, training_args)
+    with training_args.main_process_first(desc="tokenizing"):
+        tokenized = datasets.DatasetDict(
+            {
+                split: tokenize_documents(
+                    dataset,
+                    tokenizer,
+                    data_args.text_column,
+                    data_args.preprocessing_num_workers,
+                    f"Tokenizing {split}",
+                )
+                for split, dataset in splits.items()
+            }
+        )
+        train_dataset, eval_dataset = _prepare_datasets(data_args, tokenized, training_args)
+
+    # 3. Model
+    model = _build_model(model_args, tokenizer, training_args.seed)
+    logger.info(
+        f"{'Continuing' if model_args.model_name_or_path else 'New'} {model.config.cell_type} language model: "
+        f"{model.num_parameters():,} parameters, vocabulary {model.config.vocab_size}; {data_args.batching} batching, "
+        f"{len(train_dataset)} training rows of {data_args.block_size} tokens."
+    )
+
+    # 4. Train. From here on output_dir exists (Trainer creates it); every check on the input has passed.
+    if data_args.overwrite and resume_from is None and output_dir.is_dir() and any(output_dir.iterdir()):
+        with training_args.main_process_first(desc="clearing output_dir"):
+            if training_args.process_index == 0:
+                shutil.rmtree(output_dir)
+    trainer_class = StatefulLMTrainer if data_args.batching == "stateful" else LanguageModelingTrainer
+    trainer = trainer_class(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=default_data_collator,
+    )
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    metrics = dict(train_result.metrics)
+    metrics["train_samples"] = len(train_dataset)
+    eval_metrics = trainer.evaluate()
+    metrics.update(eval_metrics)
+    metrics["eval_samples"] = len(eval_dataset)
+
+    # 5. Save: everything into a staging folder next to output_dir, then moved in (see `_publish`)
+    model.config.use_cache = True  # Trainer turned it off for training; generation and pipelines want the state
+    model.generation_config = default_generation_config(tokenizer)
+    staging = output_dir.with_name(f".{output_dir.name}.staging")
+    if trainer.is_world_process_zero() and staging.exists():
+        shutil.rmtree(staging)  # left by a run that died while saving
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(os.fspath(staging))  # every process takes part (sharded models); the main one writes
+    if trainer.is_world_process_zero():
+        with open(staging / ALL_RESULTS_NAME, "w", encoding="utf-8") as file:
+            json.dump(metrics, file, indent=2, sort_keys=True)
+        plot_loss_curve(
+            trainer.state.log_history,
+            staging / LOSS_CURVE_NAME,
+            title=f"{output_dir.name}: {model.config.cell_type} language model",
+            vocab_size=model.config.vocab_size,
+        )
+        hyperparameters = hyperparameters_from_training_arguments(training_args)
+        hyperparameters.update(batching=data_args.batching, block_size=data_args.block_size)
+        write_model_card(
+            staging,
+            model=trainer.accelerator.unwrap_model(trainer.model),
+            task="causal-lm",
+            metrics=metrics,
+            hyperparameters=hyperparameters,
+            dataset_name=data_args.dataset_name or _dataset_description(data_args),
+            tokenizer=tokenizer,
+            base_model=model_args.model_name_or_path,
+            model_name=output_dir.name,
+            dataset_description=(
+                f"{len(train_dataset):,} training rows and {len(eval_dataset):,} validation rows of "
+                f"{data_args.block_size} tokens ({data_args.batching} batching)."
+            ),
+        )
+        _publish(staging, output_dir)
+        logger.info(f"Saved the model, tokenizer, results and model card to {output_dir}")
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """`argv` (default: `sys.argv[1:]`) as `--name value` options, or one `.json` file holding them."""
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, LanguageModelingTrainingArguments),
+        description="Train an hf_rnn recurrent language model with Trainer (see hf_rnn.language_modeling).",
+    )
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        if not os.path.isfile(argv[0]):
+            raise ValueError(f"The argument file {argv[0]!r} does not exist.")
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    # look_for_args_file=False: never read a stray `<script>.args` file next to whatever program calls this
+    return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry (`hf-rnn train-lm`, `training/train_causal_lm.py`): parse, train, print the validation
+    loss and perplexity. Returns the exit status (0). Bad input raises `ValueError`; `--help` exits via SystemExit."""
+    model_args, data_args, training_args = parse_arguments(argv)
+    # hf_rnn's loggers sit outside transformers' logger tree and have no handler: show their info lines on the main
+    # process for the duration of this command, then restore the state, so that calling `main` from another program
+    # leaves its logging as it was.
+    package_logger = python_logging.getLogger("hf_rnn")
+    previous_level = package_logger.level
+    handler = None
+    if not python_logging.getLogger().handlers:
+        handler = python_logging.StreamHandler(sys.stderr)
+        handler.setFormatter(python_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package_logger.addHandler(handler)
+    package_logger.setLevel(python_logging.INFO if training_args.process_index == 0 else python_logging.WARNING)
+    try:
+        metrics = run_language_modeling(model_args, data_args, training_args)
+    finally:
+        package_logger.setLevel(previous_level)
+        if handler is not None:
+            package_logger.removeHandler(handler)
+    if training_args.process_index == 0:
+        print(f"validation loss {metrics['eval_loss']:.4f} nats/token, perplexity {metrics['eval_perplexity']:.2f}")
+        print(f"model saved to {Path(training_args.output_dir).absolute()}")
+    return 0
+
+
+__all__ = [
+    "BATCHING_MODES",
+    "CarriedState",
+    "DataArguments",
+    "LanguageModelingTrainer",
+    "LanguageModelingTrainingArguments",
+    "ModelArguments",
+    "StatefulLMTrainer",
+    "build_block_dataset",
+    "build_stateful_dataset",
+    "concatenated_token_ids",
+    "default_generation_config",
+    "group_texts",
+    "main",
+    "parse_arguments",
+    "perplexity",
+    "plot_loss_curve",
+    "run_language_modeling",
+    "tbptt_state_file_name",
+    "tokenize_documents",
+]
