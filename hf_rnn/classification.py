@@ -71,7 +71,8 @@ from transformers.utils import logging
 
 from .configuration_rnn import CELL_TYPES, POOLING_MODES, RNNConfig
 from .data import FILE_FORMATS
-from .file_utils import check_output_dir
+from .file_utils import check_output_dir, replace_with
+from .hub import push_training_output
 from .model_card import hyperparameters_from_training_arguments, write_model_card
 from .modeling_rnn import RNNForSequenceClassification
 from .tokenization import TOKENIZER_KINDS, train_tokenizer
@@ -564,18 +565,7 @@ def _staged_output_dir(output_dir: Path, overwrite: bool, is_main_process: bool)
     try:
         yield staging
         if is_main_process:
-            check_output_dir(output_dir, overwrite)  # again: the folder may have appeared during training
-            if output_dir.is_dir():
-                backup = output_dir.with_name(f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}")
-                os.rename(output_dir, backup)  # os.rename cannot replace a non-empty folder
-                try:
-                    os.rename(staging, output_dir)
-                except BaseException:
-                    os.rename(backup, output_dir)
-                    raise
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.rename(staging, output_dir)
+            replace_with(staging, output_dir, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -682,7 +672,9 @@ def run_train_classifier(
             if name in encoded_splits:
                 results.update(trainer.evaluate(eval_dataset=encoded_splits[name], metric_key_prefix=prefix))
                 results[f"{prefix}_samples"] = len(encoded_splits[name])
-        trainer.save_model(staging)  # safetensors weights, config (id2label, auto_map), modeling source, tokenizer
+        # safetensors weights, config (id2label, auto_map), modeling source, tokenizer. `_internal_call`: no push of
+        # Trainer's own card here; with --push_to_hub the finished folder, with this recipe's card, is pushed below.
+        trainer.save_model(staging, _internal_call=True)
         if trainer.is_world_process_zero():
             trainer.save_metrics("all", results, combined=False)  # all_results.json
             trainer.save_state()
@@ -708,6 +700,9 @@ def run_train_classifier(
             )
     training_args.output_dir = str(output_dir)
     logger.info(f"Saved the classifier, its tokenizer, all_results.json and its model card to {output_dir}")
+    if training_args.push_to_hub and training_args.process_index == 0:
+        pushed = push_training_output(output_dir, training_args)
+        logger.info(f"Pushed {output_dir} to {pushed.repo_id}: {pushed.commit_url}")
     return results
 
 

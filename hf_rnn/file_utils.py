@@ -53,19 +53,27 @@ def atomic_output_dir(
     staging.mkdir()
     try:
         yield staging
-        check_output_dir(output_dir, overwrite, input_path)  # again: the folder may have appeared meanwhile
-        if output_dir.is_dir():
-            # os.rename cannot replace a non-empty folder: move the old one aside, then delete it
-            backup = output_dir.with_name(f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(output_dir, backup)
-            try:
-                os.rename(staging, output_dir)
-            except BaseException:
-                os.rename(backup, output_dir)
-                raise
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.rename(staging, output_dir)
+        replace_with(staging, output_dir, overwrite, input_path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def replace_with(
+    staging: str | os.PathLike, output_dir: str | os.PathLike, overwrite: bool, input_path: str | os.PathLike | None = None
+) -> None:
+    """Rename the complete folder `staging` to `output_dir` (replacing it only as `check_output_dir` allows)."""
+    staging, output_dir = Path(staging), Path(output_dir).absolute()
+    check_output_dir(output_dir, overwrite, input_path)  # again: the folder may have appeared meanwhile
+    if not output_dir.is_dir():
+        os.rename(staging, output_dir)
+        return
+    # os.rename cannot replace a non-empty folder: move the old one aside, then delete it
+    backup = output_dir.with_name(f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(output_dir, backup)
+    try:
+        os.rename(staging, output_dir)
+    except BaseException:
+        os.rename(backup, output_dir)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)

@@ -31,17 +31,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .configuration_rnn import AUTO_MAP  # what config.json must list so every head loads via remote code
+
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SOURCE_FILES = ("configuration_rnn.py", "modeling_rnn.py")
-# What config.json must list so that every head loads through remote code (as `save_pretrained` writes it)
-AUTO_MAP = {
-    "AutoConfig": "configuration_rnn.RNNConfig",
-    "AutoModel": "modeling_rnn.RNNModel",
-    "AutoModelForCausalLM": "modeling_rnn.RNNForCausalLM",
-    "AutoModelForSequenceClassification": "modeling_rnn.RNNForSequenceClassification",
-    "AutoModelForTokenClassification": "modeling_rnn.RNNForTokenClassification",
-}
 DEFAULT_COMMIT_MESSAGE = "Upload hf_rnn model with hf-rnn push"
 _SKIPPED_FOLDERS = {".git", ".cache", "__pycache__"}
 
@@ -184,3 +178,18 @@ def push_folder(
             commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
         )
     return PushResult(repo_id, branch, commit.oid, commit.commit_url, commit.oid != sha_before, added)
+
+
+def push_training_output(output_dir: str | os.PathLike, training_args) -> PushResult:
+    """`--push_to_hub` of the training recipes: publish the finished `output_dir` (weights, config, modeling
+    source, tokenizer, generation config and the recipe's model card) to `hub_model_id` (default: the folder's
+    name). Trainer's own final push is skipped by the recipes: it would upload Trainer's generic card instead."""
+    repo_id = training_args.hub_model_id or Path(output_dir).name
+    return push_folder(
+        output_dir,
+        repo_id,
+        private=training_args.hub_private_repo,
+        revision=training_args.hub_revision,
+        commit_message="End of training",
+        token=training_args.hub_token,
+    )

@@ -76,6 +76,7 @@ from transformers.utils import logging
 
 from .configuration_rnn import CELL_TYPES, RNNConfig
 from .data import load_text_dataset
+from .hub import push_training_output
 from .model_card import hyperparameters_from_training_arguments, write_model_card
 from .modeling_rnn import RNNCache, RNNForCausalLM
 from .tokenization import _check_tokenizer_arguments, train_tokenizer
@@ -958,7 +959,9 @@ def run_language_modeling(
     if trainer.is_world_process_zero() and staging.exists():
         shutil.rmtree(staging)  # left by a run that died while saving
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(os.fspath(staging))  # every process takes part (sharded models); the main one writes
+    # every process takes part (sharded models); the main one writes. `_internal_call`: no push of Trainer's own
+    # card here; with --push_to_hub the finished folder, with this recipe's card, is pushed below.
+    trainer.save_model(os.fspath(staging), _internal_call=True)
     if trainer.is_world_process_zero():
         with open(staging / ALL_RESULTS_NAME, "w", encoding="utf-8") as file:
             json.dump(metrics, file, indent=2, sort_keys=True)
@@ -987,6 +990,9 @@ def run_language_modeling(
         )
         _publish(staging, output_dir)
         logger.info(f"Saved the model, tokenizer, results and model card to {output_dir}")
+        if training_args.push_to_hub:
+            pushed = push_training_output(output_dir, training_args)
+            logger.info(f"Pushed {output_dir} to {pushed.repo_id}: {pushed.commit_url}")
     trainer.accelerator.wait_for_everyone()
     return metrics
 

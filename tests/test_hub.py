@@ -587,6 +587,53 @@ def test_trainer_pushes_checkpoints_and_the_final_card(hub_server, tmp_path):
     assert_clean(hub_server)
 
 
+@pytest.mark.parametrize("recipe", ["train-lm", "train-classifier"])
+def test_training_recipe_push_to_hub_publishes_the_finished_folder(hub_server, tmp_path, recipe):
+    """`hf-rnn train-lm/train-classifier --push_to_hub` publish weights, config with auto_map, the modeling sources,
+    tokenizer, generation config (LM) and the recipe's own model card (with its model-index), not Trainer's."""
+    tiny_tokenizer().save_pretrained(tmp_path / "tokenizer")
+    words = "the a cat dog sat ran on under mat rug big small red blue".split()
+    lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(4 + i % 5)) for i in range(60)]
+    if recipe == "train-lm":
+        (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+        (tmp_path / "valid.txt").write_text("\n".join(lines[:10]) + "\n")
+        data = ["--train_files", str(tmp_path / "train.txt"), "--validation_files", str(tmp_path / "valid.txt"),
+                "--block_size", "8"]  # fmt: skip
+        expected_tag = "pipeline_tag: text-generation"
+    else:
+        rows = "text,label\n" + "".join(f"{line},{'pos' if 'cat' in line else 'neg'}\n" for line in lines)
+        (tmp_path / "train.csv").write_text(rows)
+        (tmp_path / "valid.csv").write_text(rows)
+        data = ["--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "valid.csv")]
+        expected_tag = "pipeline_tag: text-classification"
+    repo_id = f"user/recipe-{recipe}"
+    command = [
+        str(Path(sys.executable).parent / "hf-rnn"), recipe, *data,
+        "--tokenizer_name_or_path", str(tmp_path / "tokenizer"),
+        "--embedding_size", "8", "--hidden_size", "8", "--num_hidden_layers", "1",
+        "--per_device_train_batch_size", "4", "--max_steps", "2", "--save_strategy", "no", "--report_to", "none",
+        "--use_cpu", "true", "--disable_tqdm", "true", "--output_dir", str(tmp_path / "out"),
+        "--push_to_hub", "true", "--hub_model_id", repo_id,
+    ]  # fmt: skip
+    env = hub_server.client_env(tmp_path / "hf_home")
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    head = hub_server.repo(repo_id).head().files
+    expected = {"model.safetensors", "config.json", "modeling_rnn.py", "configuration_rnn.py", "tokenizer.json",
+                "README.md", "all_results.json"}  # fmt: skip
+    if recipe == "train-lm":
+        expected.add("generation_config.json")
+    assert expected <= set(head), sorted(head)
+    assert json.loads(head["config.json"].content)["auto_map"] == AUTO_MAP
+    card = head["README.md"].content.decode()
+    assert expected_tag in card and "model-index" in card and "hf_rnn" in card
+    local_card = (tmp_path / "out" / "README.md").read_text()
+    assert card == local_card  # the recipe's card, byte for byte
+    assert_clean(hub_server)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The real Hub (opt-in)
 # ---------------------------------------------------------------------------------------------------------------------
