@@ -40,11 +40,9 @@ there), which is renamed to `output_dir` once everything is saved; on any error 
 keeps no checkpoint: resume only from checkpoints of a finished run (`--resume_from_checkpoint PATH`).
 """
 
-import logging as python_logging
 import math
 import os
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -60,7 +58,6 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     EvalPrediction,
-    HfArgumentParser,
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
@@ -72,6 +69,7 @@ from transformers.utils import logging
 from .configuration_rnn import CELL_TYPES, POOLING_MODES, RNNConfig
 from .data import FILE_FORMATS
 from .file_utils import check_output_dir, replace_with
+from .command_utils import command_logging, parse_dataclass_arguments
 from .hub import push_training_output
 from .model_card import hyperparameters_from_training_arguments, write_model_card
 from .modeling_rnn import RNNForSequenceClassification
@@ -708,17 +706,11 @@ def run_train_classifier(
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ClassifierTrainingArguments]:
     """`argv` as `--name value` options, or a single JSON file holding them all."""
-    parser = HfArgumentParser(
+    return parse_dataclass_arguments(
         (ModelArguments, DataArguments, ClassifierTrainingArguments),
+        argv,
         description="Train an hf_rnn text classifier with Trainer (from scratch or from an hf_rnn language model).",
     )
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        if not os.path.isfile(argv[0]):
-            raise ValueError(f"The arguments file {argv[0]!r} does not exist.")
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    # look_for_args_file=False: never read a stray `<script>.args` file next to whatever program calls this
-    return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -727,25 +719,11 @@ def main(argv: list[str] | None = None) -> int:
     Bad input raises `ValueError` (the `hf-rnn` command prints it on one line and exits with status 2).
     """
     model_args, data_args, training_args = parse_arguments(argv)
-    # hf_rnn's loggers sit outside transformers' logger tree: show their info lines for the duration of this command,
-    # then restore the state, so that calling `main` from another program leaves its logging as it was.
-    package_logger = python_logging.getLogger("hf_rnn")
-    previous_level = package_logger.level
-    handler = None
-    if not python_logging.getLogger().handlers:
-        handler = python_logging.StreamHandler(sys.stderr)
-        handler.setFormatter(python_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        package_logger.addHandler(handler)
-    package_logger.setLevel(python_logging.INFO)
-    try:
+    with command_logging():
         results = run_train_classifier(model_args, data_args, training_args)
         for key in ("eval_accuracy", "eval_macro_f1", "test_accuracy", "test_macro_f1"):
             if key in results:
                 logger.info(f"{key} = {results[key]:.4f}")
-    finally:
-        package_logger.setLevel(previous_level)
-        if handler is not None:
-            package_logger.removeHandler(handler)
     return 0
 
 

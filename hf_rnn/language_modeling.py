@@ -47,7 +47,6 @@ import logging as python_logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,7 +63,6 @@ from transformers import (
     AutoConfig,
     AutoTokenizer,
     GenerationConfig,
-    HfArgumentParser,
     PreTrainedTokenizerBase,
     Trainer,
     TrainingArguments,
@@ -76,6 +74,7 @@ from transformers.utils import logging
 
 from .configuration_rnn import CELL_TYPES, RNNConfig
 from .data import load_text_dataset
+from .command_utils import command_logging, parse_dataclass_arguments
 from .hub import push_training_output
 from .model_card import hyperparameters_from_training_arguments, write_model_card
 from .modeling_rnn import RNNCache, RNNForCausalLM
@@ -999,40 +998,20 @@ def run_language_modeling(
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     """`argv` (default: `sys.argv[1:]`) as `--name value` options, or one `.json` file holding them."""
-    parser = HfArgumentParser(
+    return parse_dataclass_arguments(
         (ModelArguments, DataArguments, LanguageModelingTrainingArguments),
+        argv,
         description="Train an hf_rnn recurrent language model with Trainer (see hf_rnn.language_modeling).",
     )
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        if not os.path.isfile(argv[0]):
-            raise ValueError(f"The argument file {argv[0]!r} does not exist.")
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    # look_for_args_file=False: never read a stray `<script>.args` file next to whatever program calls this
-    return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry (`hf-rnn train-lm`, `training/train_causal_lm.py`): parse, train, print the validation
     loss and perplexity. Returns the exit status (0). Bad input raises `ValueError`; `--help` exits via SystemExit."""
     model_args, data_args, training_args = parse_arguments(argv)
-    # hf_rnn's loggers sit outside transformers' logger tree and have no handler: show their info lines on the main
-    # process for the duration of this command, then restore the state, so that calling `main` from another program
-    # leaves its logging as it was.
-    package_logger = python_logging.getLogger("hf_rnn")
-    previous_level = package_logger.level
-    handler = None
-    if not python_logging.getLogger().handlers:
-        handler = python_logging.StreamHandler(sys.stderr)
-        handler.setFormatter(python_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        package_logger.addHandler(handler)
-    package_logger.setLevel(python_logging.INFO if training_args.process_index == 0 else python_logging.WARNING)
-    try:
+    # info lines on the main process only: the other processes would repeat them
+    with command_logging(python_logging.INFO if training_args.process_index == 0 else python_logging.WARNING):
         metrics = run_language_modeling(model_args, data_args, training_args)
-    finally:
-        package_logger.setLevel(previous_level)
-        if handler is not None:
-            package_logger.removeHandler(handler)
     if training_args.process_index == 0:
         print(f"validation loss {metrics['eval_loss']:.4f} nats/token, perplexity {metrics['eval_perplexity']:.2f}")
         print(f"model saved to {Path(training_args.output_dir).absolute()}")

@@ -40,7 +40,6 @@ The kinds, and what decoding gives back:
 """
 
 import logging as python_logging
-import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -48,10 +47,11 @@ from pathlib import Path
 from typing import Literal
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import HfArgumentParser, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 from transformers.utils import logging
 
+from .command_utils import command_logging, parse_dataclass_arguments
 from .data import load_text_dataset
 from .file_utils import atomic_output_dir, check_output_dir
 
@@ -349,28 +349,12 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns the exit status (0). Invalid arguments raise `ValueError`; `--help` exits through `SystemExit`.
     """
-    parser = HfArgumentParser(
-        TokenizerTrainingArguments, description="Train a tokenizer for hf_rnn models and save it with save_pretrained."
+    (args,) = parse_dataclass_arguments(
+        (TokenizerTrainingArguments,), argv, "Train a tokenizer for hf_rnn models and save it with save_pretrained."
     )
-    # look_for_args_file=False: never read a stray `<script>.args` file next to whatever program calls this
-    (args,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    # hf_rnn's loggers sit outside transformers' logger tree and have no handler: show their info lines (and the
-    # trainers' progress bars, see `_trainer_arguments`) for the duration of this command, then restore the state,
-    # so that calling `main` from another program leaves its logging as it was.
-    package_logger = python_logging.getLogger("hf_rnn")
-    previous_level = package_logger.level
-    handler = None
-    if not python_logging.getLogger().handlers:  # a program that configured logging already prints our records
-        handler = python_logging.StreamHandler(sys.stderr)
-        handler.setFormatter(python_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        package_logger.addHandler(handler)
-    package_logger.setLevel(python_logging.INFO)
-    try:
+    # shows hf_rnn's info lines, and the tokenizer trainers' progress bars (see `_trainer_arguments`)
+    with command_logging():
         run_train_tokenizer(args)
-    finally:
-        package_logger.setLevel(previous_level)
-        if handler is not None:
-            package_logger.removeHandler(handler)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Shared tiny fixtures: every test runs on configs small enough for 2 CPU cores."""
 
 import os
+import textwrap
 
 import pytest
 import torch
@@ -88,3 +89,31 @@ def tiny_tokenizer():
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="[PAD]", eos_token="[EOS]", bos_token="[BOS]", unk_token="[UNK]"
     )
+
+
+# Python source that a subprocess runs first to make `import hf_rnn` fail (as on a machine with only a pushed
+# checkpoint): a meta-path finder ahead of the editable-install finder. It sets HF_RNN_IMPORT_ERROR, which the
+# tests check, so that they prove hf_rnn really was hidden.
+HIDE_HF_RNN = textwrap.dedent(
+    '''
+    import importlib.abc
+    import sys
+
+
+    class HideHfRnn(importlib.abc.MetaPathFinder):
+        """hf_rnn is not importable: only the source files pushed with the model are."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_rnn" or name.startswith("hf_rnn."):
+                raise ImportError(f"No module named {name!r} (hidden by the test)")
+            return None
+
+
+    sys.meta_path.insert(0, HideHfRnn())
+    try:
+        import hf_rnn  # noqa: F401
+        HF_RNN_IMPORT_ERROR = None
+    except ImportError as error:
+        HF_RNN_IMPORT_ERROR = str(error)
+    '''
+)

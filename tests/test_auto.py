@@ -22,7 +22,7 @@ from transformers import (
 )
 
 import hf_rnn
-from conftest import CELL_TYPES, PAD, randomize_biases, random_ids, tiny_config, tiny_tokenizer
+from conftest import CELL_TYPES, HIDE_HF_RNN, PAD, randomize_biases, random_ids, tiny_config, tiny_tokenizer
 from hf_rnn import (
     RNNConfig,
     RNNForCausalLM,
@@ -160,35 +160,17 @@ def test_causal_lm_checkpoint_loads_into_classifiers(cell_type, head_class, tmp_
 
 # Runs with `python -c`: sys.argv[1] is a JSON file listing, per cell type, the checkpoints and inputs, and naming
 # the output file.
-REMOTE_CODE_SCRIPT = textwrap.dedent(
+REMOTE_CODE_SCRIPT = HIDE_HF_RNN + textwrap.dedent(
     r'''
-    import importlib.abc
     import json
     import sys
-
-
-    class HideHfRnn(importlib.abc.MetaPathFinder):
-        """Ahead of the editable-install finder: hf_rnn is not importable, as on a machine with only the checkpoint."""
-
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_rnn" or name.startswith("hf_rnn."):
-                raise ImportError(f"No module named {name!r} (hidden by the test)")
-            return None
-
-
-    sys.meta_path.insert(0, HideHfRnn())
-    try:
-        import hf_rnn  # noqa: F401
-        import_error = None
-    except ImportError as error:
-        import_error = str(error)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     torch.set_num_threads(1)
     spec = json.load(open(sys.argv[1]))
-    results = {"import_error": import_error, "cases": {}}
+    results = {"import_error": HF_RNN_IMPORT_ERROR, "cases": {}}
     for name, case in spec["cases"].items():
         lm = AutoModelForCausalLM.from_pretrained(case["lm_dir"], trust_remote_code=True).eval()
         classifier = AutoModelForSequenceClassification.from_pretrained(case["cls_dir"], trust_remote_code=True)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from transformers import pipeline
 
 import hf_rnn
-from conftest import randomize_biases, random_ids, tiny_config, tiny_tokenizer
+from conftest import HIDE_HF_RNN, randomize_biases, random_ids, tiny_config, tiny_tokenizer
 from hf_rnn import RNNForCausalLM, RNNForSequenceClassification
 from hf_rnn.cli import main as cli_main
 from hf_rnn.hub import AUTO_MAP, stage_folder
@@ -41,31 +41,6 @@ CLIENT_TIMEOUT = 300
 # Client subprocesses
 # ---------------------------------------------------------------------------------------------------------------------
 
-# Put first in a client script to make hf_rnn unimportable, as on a machine that has only the Hub repository: the
-# finder goes ahead of the editable-install finder (same approach as tests/test_auto.py's remote-code check).
-HIDE_HF_RNN = textwrap.dedent(
-    '''
-    import importlib.abc
-    import sys
-
-
-    class HideHfRnn(importlib.abc.MetaPathFinder):
-        """hf_rnn is not importable: only the source files pushed with the model are."""
-
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_rnn" or name.startswith("hf_rnn."):
-                raise ImportError(f"No module named {name!r} (hidden by the test)")
-            return None
-
-
-    sys.meta_path.insert(0, HideHfRnn())
-    try:
-        import hf_rnn  # noqa: F401
-        HF_RNN_IMPORT_ERROR = None
-    except ImportError as error:
-        HF_RNN_IMPORT_ERROR = str(error)
-    '''
-)
 
 # Every client script starts with this: sys.argv[1] is a JSON spec naming the output file; `results` goes there.
 PRELUDE = textwrap.dedent(
