@@ -68,7 +68,7 @@ from transformers.utils import logging
 
 from .configuration_rnn import CELL_TYPES, POOLING_MODES, RNNConfig
 from .data import FILE_FORMATS
-from .file_utils import check_output_dir, replace_with
+from .file_utils import check_output_dir, drop_pickled_training_arguments, replace_with
 from .command_utils import command_logging, parse_dataclass_arguments
 from .hub import push_training_output
 from .model_card import hyperparameters_from_training_arguments, write_model_card
@@ -674,6 +674,7 @@ def run_train_classifier(
         # Trainer's own card here; with --push_to_hub the finished folder, with this recipe's card, is pushed below.
         trainer.save_model(staging, _internal_call=True)
         if trainer.is_world_process_zero():
+            drop_pickled_training_arguments(staging)
             trainer.save_metrics("all", results, combined=False)  # all_results.json
             trainer.save_state()
             dataset_name, dataset_description = _describe_data(data_args, splits, label_map)

@@ -77,3 +77,10 @@ def replace_with(
         os.rename(backup, output_dir)
         raise
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def drop_pickled_training_arguments(folder: str | os.PathLike) -> None:
+    """Remove `training_args.bin`, which `Trainer.save_model` writes with pickle, from a folder meant for publishing:
+    a model folder holds safe formats only (the recipes record the arguments in all_results.json and the card).
+    Checkpoints keep theirs, since `resume_from_checkpoint` reads it from the user's own run."""
+    (Path(folder) / "training_args.bin").unlink(missing_ok=True)

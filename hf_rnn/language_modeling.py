@@ -75,6 +75,7 @@ from transformers.utils import logging
 from .configuration_rnn import CELL_TYPES, RNNConfig
 from .data import load_text_dataset
 from .command_utils import command_logging, parse_dataclass_arguments
+from .file_utils import drop_pickled_training_arguments
 from .hub import push_training_output
 from .model_card import hyperparameters_from_training_arguments, write_model_card
 from .modeling_rnn import RNNCache, RNNForCausalLM
@@ -962,6 +963,7 @@ def run_language_modeling(
     # card here; with --push_to_hub the finished folder, with this recipe's card, is pushed below.
     trainer.save_model(os.fspath(staging), _internal_call=True)
     if trainer.is_world_process_zero():
+        drop_pickled_training_arguments(staging)
         with open(staging / ALL_RESULTS_NAME, "w", encoding="utf-8") as file:
             json.dump(metrics, file, indent=2, sort_keys=True)
         plot_loss_curve(

@@ -601,6 +601,9 @@ def test_training_recipe_push_to_hub_publishes_the_finished_folder(hub_server, t
     if recipe == "train-lm":
         expected.add("generation_config.json")
     assert expected <= set(head), sorted(head)
+    # safe formats only: Trainer's pickled training_args.bin is not published
+    assert not [name for name in head if name.endswith((".bin", ".pt", ".pkl"))], sorted(head)
+    assert not (tmp_path / "out" / "training_args.bin").exists()
     assert json.loads(head["config.json"].content)["auto_map"] == AUTO_MAP
     card = head["README.md"].content.decode()
     assert expected_tag in card and "model-index" in card and "hf_rnn" in card

@@ -147,6 +147,7 @@ def test_recipe_runs_end_to_end_in_a_subprocess(corpus, tmp_path, hf_env, batchi
     if importlib.util.find_spec("matplotlib") is not None:  # the optional `train` extra draws the loss curve
         expected.add("loss_curve.png")
     assert expected <= saved
+    assert "training_args.bin" not in saved  # Trainer pickles it: a published folder holds safe formats only
     assert not list(tmp_path.glob(".lm*"))  # the staging folder is gone
     results = json.loads((output_dir / "all_results.json").read_text())
     assert results["eval_perplexity"] == pytest.approx(math.exp(results["eval_loss"]))
