@@ -21,6 +21,7 @@ from .modeling_rnn import (
     RNNModel,
     RNNPreTrainedModel,
 )
+from .validation import check_tokenizer_fits
 
 
 __version__ = "0.1.0"
@@ -44,4 +45,5 @@ __all__ = [
     "RNNForTokenClassification",
     "RNNModel",
     "RNNPreTrainedModel",
+    "check_tokenizer_fits",
 ]

@@ -118,9 +118,32 @@ class RNNConfig(PreTrainedConfig):
         # Checked here as well as in `validate_architecture` (which `@strict` runs, wrapping errors in a class
         # that is not a ValueError) so that callers can write `except ValueError`.
         self._check_fields()
+        # transformers only warns about label maps that disagree with `num_labels`, then replaces them by
+        # LABEL_0.. (losing the names); refuse instead. `from_dict` drops saved maps when re-heading.
+        num_labels = kwargs.get("num_labels")
+        for name in ("id2label", "label2id"):
+            labels = getattr(self, name)
+            if num_labels is not None and labels is not None and len(labels) != num_labels:
+                raise ValueError(
+                    f"`{name}` has {len(labels)} labels but `num_labels={num_labels}`: pass one label per class "
+                    f"(or leave out `num_labels`, which the label maps imply)."
+                )
+        if self.label2id is not None and self.id2label is None and num_labels is None:
+            raise ValueError(
+                f"`label2id` {self.label2id} needs `id2label` (its inverse) too; without it transformers replaces the "
+                "labels by LABEL_0 and LABEL_1."
+            )
         super().__post_init__(**kwargs)
         if getattr(self, "auto_map", None) is None:
             self.auto_map = dict(AUTO_MAP)
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        # `from_pretrained(path, num_labels=N)` re-heads a checkpoint: its saved label maps give way to N new ones
+        num_labels = kwargs.get("num_labels")
+        if num_labels is not None and len(config_dict.get("id2label") or {}) not in (0, num_labels):
+            config_dict = {k: v for k, v in config_dict.items() if k not in ("id2label", "label2id")}
+        return super().from_dict(config_dict, **kwargs)
 
     def validate_architecture(self):
         """Part of `@strict` validation: runs at construction and again in `save_pretrained`."""
@@ -165,6 +188,11 @@ class RNNConfig(PreTrainedConfig):
                 raise ValueError(
                     f"`eos_token_id` must be None or ids in [0, {self.vocab_size - 1}], got {self.eos_token_id!r}."
                 )
+        if self.id2label is not None and sorted(int(i) for i in self.id2label) != list(range(len(self.id2label))):
+            raise ValueError(
+                f"`id2label` keys must be the label ids 0..{len(self.id2label) - 1} (one per output of the "
+                f"classifier), got {sorted(int(i) for i in self.id2label)}."
+            )
         if self.id2label is not None and self.label2id is not None:
             # label2id must invert id2label; JSON turns id2label's keys into strings, so compare ids as integers
             inverse = {label: int(i) for i, label in self.id2label.items()}

@@ -37,9 +37,11 @@ What it does, in order; every check on the input runs before any training, and b
    card (README.md).
 
 Output folder: Trainer works in `output_dir` as usual (checkpoints `checkpoint-N/`, TensorBoard logs), so a crashed run
-can be resumed. The final files are written to a staging folder `.{name}.staging` next to it and then moved in, with
-`config.json` last (and an older `config.json` removed first): a run that dies while saving leaves no folder that
-looks like a complete model.
+can be resumed. Every checkpoint is written as `tmp-checkpoint-N/` and renamed to `checkpoint-N/` once complete (see
+`LanguageModelingTrainer`), so a run killed while saving leaves no checkpoint that resumes as if complete, and
+`--resume_from_checkpoint true` takes the last complete one (`last_complete_checkpoint`). The final files are written
+to a staging folder `.{name}.staging` next to it and then moved in, with `config.json` last (and an older `config.json`
+removed first): a run that dies while saving leaves no folder that looks like a complete model.
 """
 
 import json
@@ -69,18 +71,19 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy, rotate_checkpoints
 from transformers.utils import logging
 
+from .command_utils import command_logging, parse_dataclass_arguments
 from .configuration_rnn import CELL_TYPES, RNNConfig
 from .data import load_text_dataset
-from .command_utils import command_logging, parse_dataclass_arguments
 from .file_utils import drop_pickled_training_arguments
 from .hub import push_training_output
 from .model_card import hyperparameters_from_training_arguments, write_model_card
 from .modeling_rnn import RNNCache, RNNForCausalLM
 from .tokenization import _check_tokenizer_arguments, train_tokenizer
-
 
 logger = logging.get_logger(__name__)
 
@@ -94,6 +97,9 @@ POSITION_COLUMNS = ("stream_index", "segment_index")
 # The carried state of a checkpoint, one file per process (as Trainer's `rng_state_{rank}.pth`).
 TBPTT_STATE_NAME = "tbptt_state.safetensors"
 LOSS_CURVE_NAME = "loss_curve.png"
+# A checkpoint is written under this prefix and renamed to `checkpoint-N` once complete. Trainer's
+# `get_last_checkpoint` and checkpoint rotation only match `checkpoint-<digits>`, so they never see one part-written.
+TEMPORARY_CHECKPOINT_PREFIX = f"tmp-{PREFIX_CHECKPOINT_DIR}"
 ALL_RESULTS_NAME = "all_results.json"
 
 
@@ -389,7 +395,77 @@ def perplexity(loss: float) -> float:
 
 
 class LanguageModelingTrainer(Trainer):
-    """`Trainer` that reports `{prefix}_perplexity` = exp(`{prefix}_loss`) with every evaluation (logs, TensorBoard)."""
+    """`Trainer` that reports `{prefix}_perplexity` = exp(`{prefix}_loss`) with every evaluation (logs, TensorBoard),
+    and saves every checkpoint atomically.
+
+    Atomic checkpoints: transformers' Trainer writes straight into `checkpoint-N`, so a run killed while saving leaves
+    a folder that `resume_from_checkpoint` takes for the last checkpoint. Here every process writes into
+    `tmp-checkpoint-N` (the weights, optimizer, scheduler, random states, `trainer_state.json` and whatever
+    `_save_extra_checkpoint_files` adds), the files are flushed to disk, and the main process renames the folder to
+    `checkpoint-N` only then (one rename: it exists complete or not at all); barriers keep several processes in step.
+    A `tmp-checkpoint-*` left by a killed save is ignored by `get_last_checkpoint` and by rotation, and removed at the
+    next save.
+    """
+
+    def _save_extra_checkpoint_files(self, folder: str) -> None:
+        """Hook: write more files into the checkpoint being saved (`folder` is its temporary name). Every process
+        calls it."""
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # transformers 5.x `Trainer._save_checkpoint`, writing into a temporary folder renamed at the end
+        step = self.state.global_step
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        run_dir = self._get_output_dir(trial=trial)
+        final_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
+        output_dir = os.path.join(run_dir, f"{TEMPORARY_CHECKPOINT_PREFIX}-{step}")
+        if self.args.should_save and os.path.isdir(run_dir):
+            for leftover in Path(run_dir).glob(f"{TEMPORARY_CHECKPOINT_PREFIX}-*"):  # from a save that was killed
+                shutil.rmtree(leftover, ignore_errors=True)
+        self.accelerator.wait_for_everyone()  # nobody writes into the folder before the leftover is gone
+
+        self.save_model(output_dir, _internal_call=True)
+        if not self.args.save_only_model:
+            self._save_optimizer_and_scheduler(output_dir)
+            self._save_scaler(output_dir)
+            self._save_rng_state(output_dir)
+        self._save_extra_checkpoint_files(output_dir)
+        if self.args.should_save:
+            # Update `ExportableState` callbacks and `TrainerControl` state to where we are now
+            for callback in self.callback_handler.callbacks + [self.control]:
+                if isinstance(callback, ExportableState):
+                    name, callback_state = callback.__class__.__name__, callback.state()
+                    if isinstance(self.state.stateful_callbacks[name], list):
+                        self.state.stateful_callbacks[name].append(callback_state)
+                    else:
+                        self.state.stateful_callbacks[name] = callback_state
+            os.makedirs(output_dir, exist_ok=True)
+            self.state.save_to_json(os.path.join(output_dir, TRAINER_STATE_NAME))
+        _flush_folder(output_dir)  # each process its own files: on disk before the rename makes them count
+        self.accelerator.wait_for_everyone()  # every process has written its files (random states, TBPTT states)
+
+        if self.args.should_save:
+            if os.path.isdir(final_dir):  # a checkpoint of this step from an earlier run (resumed from before it)
+                shutil.rmtree(final_dir)
+            os.replace(output_dir, final_dir)
+            _flush_folder(run_dir, files=False)  # the rename itself
+        self.accelerator.wait_for_everyone()  # `checkpoint-N` exists for everyone from here on
+
+        if self.args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST) and (
+            self.state.best_global_step
+        ):
+            best_checkpoint_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
+            if os.path.exists(best_checkpoint_dir):
+                self.state.best_model_checkpoint = best_checkpoint_dir
+        if self.args.push_to_hub:
+            self._push_from_checkpoint(final_dir)
+        if self.args.should_save:  # maybe delete older checkpoints (`save_total_limit`)
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
 
     def evaluation_loop(self, *args, **kwargs):
         output = super().evaluation_loop(*args, **kwargs)
@@ -528,16 +604,12 @@ class StatefulLMTrainer(LanguageModelingTrainer):
         carried.update(outputs.cache, stream_index, segment_index)
         return (loss, outputs) if return_outputs else loss
 
-    def _save_checkpoint(self, model, trial) -> None:
-        # The state first, so that a checkpoint with a trainer_state.json always has its TBPTT state too.
+    def _save_extra_checkpoint_files(self, folder: str) -> None:
+        # into the temporary folder, renamed to checkpoint-N with everything else (LanguageModelingTrainer)
         if self.train_state.cache is not None:
-            folder = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
             os.makedirs(folder, exist_ok=True)
             file_name = tbptt_state_file_name(self.args.process_index, self.args.world_size)
             self.train_state.save(os.path.join(folder, file_name), self.args.world_size)
-        super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model=model)
@@ -639,17 +711,59 @@ def _publish(staging: Path, output_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
+    """The `checkpoint-N` folder of `folder` with the largest N that is complete, or None.
+
+    Complete: it holds `trainer_state.json`, which Trainer writes after everything else. Checkpoints saved by this
+    recipe appear only complete (see `LanguageModelingTrainer`); the check also passes over a folder part-written by
+    another writer (Trainer itself writes in place). `tmp-checkpoint-N` folders are never candidates.
+    """
+    if not os.path.isdir(folder):
+        return None
+    steps = {}
+    for entry in os.scandir(folder):
+        prefix, _, step = entry.name.partition("-")
+        if prefix == PREFIX_CHECKPOINT_DIR and step.isdigit() and step.isascii() and entry.is_dir():
+            steps[int(step)] = entry.path
+    for step in sorted(steps, reverse=True):
+        if os.path.isfile(os.path.join(steps[step], TRAINER_STATE_NAME)):
+            return steps[step]
+        logger.warning(f"Passing over the incomplete checkpoint {steps[step]!r} (no {TRAINER_STATE_NAME}).")
+    return None
+
+
+def _flush_folder(folder: str | os.PathLike, files: bool = True) -> None:
+    """fsync the files directly in `folder` (with `files`) and the folder itself, where the platform allows it, so
+    that a rename done after this does not publish files whose data is still only in memory."""
+    if not os.path.isdir(folder):
+        return
+    paths = [entry.path for entry in os.scandir(folder) if entry.is_file()] if files else []
+    for path in paths:
+        with open(path, "rb") as file:
+            os.fsync(file.fileno())
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
 def _resolve_resume(training_args: TrainingArguments) -> str | None:
     """The checkpoint to resume from: a path, or the last one in `output_dir` for "true"."""
     value = training_args.resume_from_checkpoint
     if value is None or str(value).lower() in ("", "false", "none"):
         return None
     if str(value).lower() == "true":
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        last = last_complete_checkpoint(training_args.output_dir)
         if last is None:
             raise ValueError(
-                f"`resume_from_checkpoint` true: `output_dir` {training_args.output_dir!r} holds no "
-                "checkpoint-N folder."
+                f"`resume_from_checkpoint` true: `output_dir` {training_args.output_dir!r} holds no complete "
+                "checkpoint-N folder (one with a trainer_state.json)."
             )
         return last
     if not os.path.isfile(os.path.join(value, "trainer_state.json")):
@@ -673,7 +787,8 @@ def _check_output_dir(output_dir: Path, overwrite: bool, resuming: bool) -> None
         )
     names = {entry.name for entry in output_dir.iterdir()}
     if not (
-        names & {"config.json", "tokenizer_config.json"} or any(n.startswith(PREFIX_CHECKPOINT_DIR) for n in names)
+        names & {"config.json", "tokenizer_config.json"}
+        or any(n.startswith((PREFIX_CHECKPOINT_DIR, TEMPORARY_CHECKPOINT_PREFIX)) for n in names)
     ):
         raise ValueError(
             f"`--overwrite` replaces only a folder holding an earlier run (a saved model or checkpoints), but "
@@ -1033,6 +1148,7 @@ __all__ = [
     "concatenated_token_ids",
     "default_generation_config",
     "group_texts",
+    "last_complete_checkpoint",
     "main",
     "parse_arguments",
     "perplexity",

@@ -60,6 +60,11 @@ def _trailing_mask(attention_mask: torch.Tensor | None, batch_size: int, seq_len
             f"`attention_mask` has {mask_len} columns but the input has {seq_len} tokens; it must have exactly "
             f"{seq_len} columns (or more, covering past tokens, when a `cache` is passed)."
         )
+    if attention_mask.dtype != torch.bool and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        raise ValueError(
+            "`attention_mask` must hold only 1 (real token) and 0 (padding), got values "
+            f"{attention_mask.unique().tolist()[:8]}."
+        )
     mask = attention_mask[:, -seq_len:].bool()
     if bool(mask.all()):
         return None  # fast path: no packing, no gather
@@ -232,6 +237,20 @@ class RNNPreTrainedModel(PreTrainedModel):
     # The state cannot be rolled back: generate() refuses assisted/speculative decoding with a clear error.
     _is_stateful = True
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as error:
+            # safetensors' own error names neither the file nor the cause (matched by name: remote code imports
+            # only torch and transformers)
+            if type(error).__name__ != "SafetensorError":
+                raise
+            raise OSError(
+                f"Could not load the weights of {str(pretrained_model_name_or_path)!r}: its model.safetensors is "
+                f"truncated or corrupted ({error}). Download or save it again."
+            ) from error
+
     def _init_weights(self, module):
         """Embeddings and heads: normal(0, initializer_range), zero biases (transformers' default).
 
@@ -362,6 +381,8 @@ class RNNModel(RNNPreTrainedModel):
                 )
             if inputs_embeds.shape[1] == 0:
                 raise ValueError("`inputs_embeds` is empty (sequence length 0); pass at least one step per row.")
+            if not bool(torch.isfinite(inputs_embeds).all()):
+                raise ValueError("`inputs_embeds` holds NaN or infinite values; every value must be finite.")
 
     def _check_cache(self, cache: RNNCache, batch_size: int):
         if not isinstance(cache, RNNCache):
@@ -548,6 +569,8 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
             for name, value in (("labels", labels), ("shift_labels", shift_labels)):
                 if value is not None and value.shape != expected:
                     raise ValueError(f"`{name}` must have shape {list(expected)} like the input, got {list(value.shape)}.")
+                if value is not None:
+                    _check_class_ids(name, value, self.config.vocab_size, f"the vocabulary has {self.config.vocab_size} tokens")
             if logits.shape[1] != expected[1]:
                 raise ValueError("Computing the loss needs the logits of every position: pass `logits_to_keep=0`.")
             if shift_labels is not None:
@@ -558,6 +581,18 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
             output = tuple(v for v in (logits, outputs.cache, outputs.hidden_states) if v is not None)
             return (loss,) + output if loss is not None else output
         return RNNCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
+
+
+def _check_class_ids(name: str, labels: torch.Tensor, num_classes: int, what: str):
+    """Integer targets must be -100 (ignored) or lie in [0, num_classes): clear error instead of a C++ index error."""
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        return
+    bad = (labels != -100) & ((labels < 0) | (labels >= num_classes))
+    if bool(bad.any()):
+        raise ValueError(
+            f"`{name}` holds {labels[bad][0].item()}, but {what}: every value must be -100 (ignored) or lie in "
+            f"[0, {num_classes - 1}]."
+        )
 
 
 def _pool(hidden_states: torch.Tensor, mask: torch.Tensor | None, mode: str, hidden_size: int) -> torch.Tensor:
@@ -641,6 +676,8 @@ class RNNForSequenceClassification(RNNPreTrainedModel):
         if labels is not None:
             if labels.shape[0] != batch_size:
                 raise ValueError(f"`labels` must have {batch_size} rows (one per sequence), got {list(labels.shape)}.")
+            if self.config.num_labels > 1 and labels.dim() == 1:  # class ids (not regression or multi-label targets)
+                _check_class_ids("labels", labels, self.config.num_labels, f"num_labels={self.config.num_labels}")
             loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config, **kwargs)
             num_items = kwargs.get("num_items_in_batch")
             if num_items is not None and self.config.problem_type in ("regression", "multi_label_classification"):
@@ -700,6 +737,7 @@ class RNNForTokenClassification(RNNPreTrainedModel):
                 raise ValueError(
                     f"`labels` must have shape {list(logits.shape[:2])} (one label per token), got {list(labels.shape)}."
                 )
+            _check_class_ids("labels", labels, self.config.num_labels, f"num_labels={self.config.num_labels}")
             loss = self.loss_function(logits=logits, labels=labels, config=self.config, **kwargs)
 
         if not return_dict:
