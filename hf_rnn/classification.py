@@ -74,6 +74,7 @@ from .hub import push_training_output
 from .model_card import hyperparameters_from_training_arguments, write_model_card
 from .modeling_rnn import RNNForSequenceClassification
 from .tokenization import TOKENIZER_KINDS, train_tokenizer
+from .validation import check_tokenizer_fits
 
 
 logger = logging.get_logger(__name__)
@@ -520,12 +521,7 @@ def build_model(model_args: ModelArguments, tokenizer, label_map: LabelMap) -> R
                 f"`{name}`={options[name]!r} differs from the checkpoint {path!r}, which has {name}="
                 f"{getattr(config, name)!r}: the architecture comes from the checkpoint; leave `{name}` unset."
             )
-    if len(tokenizer) > config.vocab_size:
-        raise ValueError(
-            f"The tokenizer has {len(tokenizer)} tokens but the checkpoint {path!r} embeds only vocab_size="
-            f"{config.vocab_size}: ids from {config.vocab_size} on would have no embedding. Use the checkpoint's own "
-            "tokenizer (leave `tokenizer_name_or_path` unset) or one with at most that many tokens."
-        )
+    check_tokenizer_fits(config, tokenizer, source=path)
     overrides = {name: options[name] for name in FINE_TUNING_OVERRIDES if name in options}
     model, loading_info = RNNForSequenceClassification.from_pretrained(
         path, output_loading_info=True, ignore_mismatched_sizes=True, **overrides, **labels

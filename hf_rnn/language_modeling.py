@@ -84,6 +84,7 @@ from .hub import push_training_output
 from .model_card import hyperparameters_from_training_arguments, write_model_card
 from .modeling_rnn import RNNCache, RNNForCausalLM
 from .tokenization import _check_tokenizer_arguments, train_tokenizer
+from .validation import check_tokenizer_fits
 
 logger = logging.get_logger(__name__)
 
@@ -889,11 +890,7 @@ def _build_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase,
             f"Continuing from {path!r} keeps its architecture, but these options differ from it: {details}. Leave them "
             "out, or train a new model."
         )
-    if len(tokenizer) > config.vocab_size:
-        raise ValueError(
-            f"The tokenizer has {len(tokenizer)} tokens but the model {path!r} has vocab_size={config.vocab_size}: "
-            "token ids would fall outside its embedding. Use the tokenizer the model was trained with."
-        )
+    check_tokenizer_fits(config, tokenizer, source=path)
     if config.bidirectional:
         raise ValueError(f"`model_name_or_path` {path!r} is bidirectional: it cannot be a causal language model.")
     dropouts = {name: value for name, value in given.items() if name in DROPOUT_FIELDS}

@@ -337,7 +337,7 @@ def bad_input_cases(tmp_path: Path, lm_dir: Path) -> dict[str, tuple[list[str], 
         "bad pooling": (["--classifier_pooling", "first"], "`classifier_pooling` must be one of"),
         "tokenizer larger than the checkpoint's vocabulary": (
             [*lm, "--tokenizer_name_or_path", str(tmp_path / "big-tokenizer")],
-            "39 tokens.*vocab_size=37",
+            "39 tokens but the model's `vocab_size` is 37",
         ),
         "architecture differs from the checkpoint": ([*lm, "--hidden_size", "16"], "comes from the checkpoint"),
         "bidirectional language model": ([*lm, "--bidirectional"], "`bidirectional`=True differs"),

@@ -458,7 +458,7 @@ def test_a_tokenizer_larger_than_the_model_vocabulary_is_refused(corpus, tmp_pat
         checkpoint
     )
     output_dir = tmp_path / "out"
-    with pytest.raises(ValueError, match=f"tokenizer has {VOCAB_SIZE} tokens.*vocab_size=20"):
+    with pytest.raises(ValueError, match=f"tokenizer has {VOCAB_SIZE} tokens but the model's `vocab_size` is 20"):
         main(arguments(corpus, output_dir, "--model_name_or_path", str(checkpoint), "--embedding_size", "8"))
     assert_nothing_written(output_dir)
     with pytest.raises(ValueError, match="hidden_size=16 \\(checkpoint: 8\\)"):
