@@ -27,11 +27,17 @@ class RNNConfig(PreTrainedConfig):
     Configuration of an hf_rnn model: token embedding, a stack of recurrent layers, and a head.
 
     ```
-    input_ids [B, T] -> embed_tokens [B, T, embedding_size] -> embedding_dropout
-      -> layer 0 (cell_type, hidden_size per direction) -> hidden_dropout
+    input_ids [B, T] -> embed_tokens [B, T, embedding_size] (word_dropout) -> embedding_dropout
+      -> layer 0 (cell_type, layer_hidden_sizes[0] per direction; weight_drop) -> hidden_dropout
       -> ...
-      -> layer num_hidden_layers-1 -> output_dropout -> head
+      -> layer num_hidden_layers-1 (hidden_size) -> output_dropout -> head
+    loss = head loss + activation_regularization (AR) + temporal_activation_regularization (TAR), in training only
     ```
+
+    The regularisers of AWD-LSTM (Merity et al. 2017, "Regularizing and Optimizing LSTM Language Models") are
+    config fields: `weight_drop`, `locked_dropout`, `word_dropout`, `layer_hidden_sizes`,
+    `activation_regularization` and `temporal_activation_regularization`. All default to off, and none of them
+    adds a parameter: a model trained with them saves and loads plain weights, and evaluates like any other.
 
     Args:
         vocab_size (`int`, defaults to 10000):
@@ -50,12 +56,37 @@ class RNNConfig(PreTrainedConfig):
             Run every layer in both directions and concatenate the outputs. Allowed for the encoder heads
             (`RNNModel`, sequence and token classification); `RNNForCausalLM` refuses it, since a language model
             cannot read the future.
+        layer_hidden_sizes (`list[int]`, *optional*):
+            Hidden size of each recurrent layer, bottom to top (AWD-LSTM's `[1150, 1150, 400]`), when they differ.
+            Needs one entry per layer, and the last must equal `hidden_size` (the width the heads read; with tied
+            embeddings, also `embedding_size`). Default: every layer is `hidden_size` wide.
         embedding_dropout (`float`, defaults to 0.0):
-            Dropout probability on the token embeddings, in `[0, 1)`.
+            Dropout probability on the token embeddings, in `[0, 1)` (AWD-LSTM's `dropouti`).
         hidden_dropout (`float`, defaults to 0.0):
-            Dropout probability on the outputs of every recurrent layer except the last, in `[0, 1)`.
+            Dropout probability on the outputs of every recurrent layer except the last, in `[0, 1)` (AWD-LSTM's
+            `dropouth`).
         output_dropout (`float`, defaults to 0.0):
-            Dropout probability on the last layer's outputs, before the head (LM head or classifier), in `[0, 1)`.
+            Dropout probability on the last layer's outputs, before the head (LM head or classifier), in `[0, 1)`
+            (AWD-LSTM's `dropout`).
+        locked_dropout (`bool`, defaults to `False`):
+            Make the three dropouts above variational (Gal & Ghahramani 2016): one mask per sequence and feature,
+            shared by every time step, instead of a new mask per step. Padded steps never take part.
+        word_dropout (`float`, defaults to 0.0):
+            Probability of dropping a whole row of the embedding matrix (a word type: every occurrence of that token
+            in the batch becomes zeros; the kept rows are scaled by `1 / (1 - p)`), in `[0, 1)`, during training
+            (AWD-LSTM's `dropoute`). Applies to `input_ids`, not to `inputs_embeds`.
+        weight_drop (`float`, defaults to 0.0):
+            DropConnect (Wan et al. 2013) on the hidden-to-hidden weights of every layer, in `[0, 1)`: one mask
+            per forward, shared by every time step and every row, during training (AWD-LSTM's `wdrop`). The fused
+            kernels run on the dropped weights; the saved weights are the plain ones.
+        activation_regularization (`float`, defaults to 0.0):
+            AR (Merity et al. 2017): adds `activation_regularization * mean(h ** 2)` of the last layer's outputs
+            after `output_dropout` to the loss, in training only (AWD-LSTM's `alpha`, 2). Padded steps are left
+            out; under gradient accumulation the mean is over the whole accumulated batch, like the loss.
+        temporal_activation_regularization (`float`, defaults to 0.0):
+            TAR: adds `temporal_activation_regularization * mean((h_t - h_(t-1)) ** 2)` of the last layer's outputs
+            before dropout to the loss, in training only (AWD-LSTM's `beta`, 1), over pairs of adjacent real
+            tokens.
         tie_word_embeddings (`bool`, defaults to `False`):
             Share the LM head's weight with the input embedding (Press & Wolf 2017; Inan et al. 2017). This
             needs `hidden_size == embedding_size`; hf_rnn refuses other sizes with a `ValueError` rather than
@@ -100,10 +131,16 @@ class RNNConfig(PreTrainedConfig):
     # with an error class that is not a ValueError.
     cell_type: str = "lstm"  # one of CELL_TYPES
     bidirectional: bool = False
-    # Regularisation: dropout after the embedding, between layers, before the head
+    layer_hidden_sizes: list[int] | None = None
+    # Regularisation: dropout after the embedding, between layers, before the head; the rest of AWD-LSTM's toolbox
     embedding_dropout: float = 0.0
     hidden_dropout: float = 0.0
     output_dropout: float = 0.0
+    locked_dropout: bool = False
+    word_dropout: float = 0.0
+    weight_drop: float = 0.0
+    activation_regularization: float | int = 0.0  # int too: AWD-LSTM writes alpha=2, beta=1
+    temporal_activation_regularization: float | int = 0.0
     # Heads
     tie_word_embeddings: bool = False
     classifier_pooling: str = "last"  # one of POOLING_MODES
@@ -160,10 +197,30 @@ class RNNConfig(PreTrainedConfig):
             raise ValueError(
                 f"`classifier_pooling` must be one of {list(POOLING_MODES)}, got {self.classifier_pooling!r}."
             )
-        for name in ("embedding_dropout", "hidden_dropout", "output_dropout"):
+        for name in ("embedding_dropout", "hidden_dropout", "output_dropout", "word_dropout", "weight_drop"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` is a dropout probability and must lie in [0, 1), got {value!r}.")
+        for name in ("activation_regularization", "temporal_activation_regularization"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
+                raise ValueError(f"`{name}` is a loss weight and must be a finite number >= 0, got {value!r}.")
+        if self.layer_hidden_sizes is not None:
+            sizes = self.layer_hidden_sizes
+            if not isinstance(sizes, (list, tuple)) or any(
+                isinstance(size, bool) or not isinstance(size, int) or size <= 0 for size in sizes
+            ):
+                raise ValueError(f"`layer_hidden_sizes` must be a list of positive integers, got {sizes!r}.")
+            if len(sizes) != self.num_hidden_layers:
+                raise ValueError(
+                    f"`layer_hidden_sizes` has {len(sizes)} entries but `num_hidden_layers={self.num_hidden_layers}`: "
+                    "give one hidden size per layer."
+                )
+            if sizes[-1] != self.hidden_size:
+                raise ValueError(
+                    f"The last of `layer_hidden_sizes` {list(sizes)} is the width the heads read, so it must equal "
+                    f"`hidden_size={self.hidden_size}`; set `hidden_size={sizes[-1]}` or change the last entry."
+                )
         if not isinstance(self.initializer_range, (int, float)) or self.initializer_range <= 0:
             raise ValueError(f"`initializer_range` must be a positive number, got {self.initializer_range!r}.")
         if self.tie_word_embeddings and self.embedding_size != self.hidden_size:
@@ -204,6 +261,11 @@ class RNNConfig(PreTrainedConfig):
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    @property
+    def hidden_sizes(self) -> list[int]:
+        """Hidden size of every layer, bottom to top (`layer_hidden_sizes`, or `hidden_size` for all)."""
+        return list(self.layer_hidden_sizes) if self.layer_hidden_sizes is not None else [self.hidden_size] * self.num_hidden_layers
 
     @property
     def num_state_tensors(self) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from transformers import initialization as init
 from transformers.cache_utils import Cache, LinearAttentionCacheLayerMixin
@@ -27,6 +28,13 @@ logger = logging.get_logger(__name__)
 
 _RNN_MODULES = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+# PyTorch's fused single-step kernels (what nn.LSTMCell & co. run), same weight layout as the sequence modules
+_CELL_FUNCTIONS = {
+    "rnn_tanh": torch.rnn_tanh_cell,
+    "rnn_relu": torch.rnn_relu_cell,
+    "lstm": torch.lstm_cell,
+    "gru": torch.gru_cell,
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -106,6 +114,42 @@ class _PackingPlan:
 def _map_packed(function, packed: PackedSequence) -> PackedSequence:
     """Apply an elementwise function (dropout) to the data of a PackedSequence."""
     return packed._replace(data=function(packed.data))
+
+
+def _packed_rows(packed: PackedSequence) -> torch.Tensor:
+    """[N] index of the (sorted) row of every element of `packed.data`, which is time-major: at step t, rows
+    0..batch_sizes[t]-1."""
+    batch_sizes = packed.batch_sizes  # [T] on CPU
+    steps = torch.repeat_interleave(torch.arange(len(batch_sizes)), batch_sizes)  # [N] time step of each element
+    offsets = torch.cumsum(batch_sizes, 0) - batch_sizes  # [T] first element of each step
+    return (torch.arange(len(steps)) - offsets[steps]).to(packed.data.device)
+
+
+class RNNDropout(nn.Module):
+    """Dropout on [B, T, F] features, [B, F] vectors or a PackedSequence.
+
+    `locked=True` is variational dropout (Gal & Ghahramani 2016; AWD-LSTM's LockedDropout): one mask per row and
+    feature, shared by every time step, so that a unit dropped at one step is dropped at all of them.
+    """
+
+    def __init__(self, p: float, locked: bool):
+        super().__init__()
+        self.p = p
+        self.locked = locked
+
+    def forward(self, inputs):
+        if not self.training or self.p == 0.0:
+            return inputs
+        packed = isinstance(inputs, PackedSequence)
+        if not self.locked or (not packed and inputs.dim() < 3):
+            dropout = lambda x: F.dropout(x, self.p, training=True)  # noqa: E731
+            return _map_packed(dropout, inputs) if packed else dropout(inputs)
+        data = inputs.data if packed else inputs
+        batch_size = int(inputs.batch_sizes[0]) if packed else inputs.shape[0]
+        mask = data.new_empty(batch_size, data.shape[-1]).bernoulli_(1.0 - self.p).div_(1.0 - self.p)  # [B, F]
+        if packed:
+            return inputs._replace(data=inputs.data * mask[_packed_rows(inputs)])
+        return inputs * mask.unsqueeze(1)  # [B, 1, F]: the same mask at every step
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -192,34 +236,80 @@ class RNNCache(Cache):
 
 
 class RNNLayer(nn.Module):
-    """One recurrent layer (both directions when bidirectional) on PyTorch's fused kernel.
+    """One recurrent layer (both directions when bidirectional) on PyTorch's fused kernels.
 
     One module per layer (rather than one multi-layer `nn.LSTM`) so that every layer's outputs are available for
-    `output_hidden_states`; on CPU the fused multi-layer kernel also runs layer after layer, so nothing is lost.
+    `output_hidden_states` and layers can differ in width; on CPU the fused multi-layer kernel also runs layer after
+    layer, so nothing is lost.
     """
 
-    def __init__(self, config: RNNConfig, input_size: int):
+    def __init__(self, config: RNNConfig, input_size: int, hidden_size: int):
         super().__init__()
         self.cell_type = config.cell_type
+        self.weight_drop = config.weight_drop
         module_class = _RNN_MODULES[config.cell_type]
         kwargs = {"nonlinearity": config.cell_type[4:]} if module_class is nn.RNN else {}
-        self.rnn = module_class(
-            input_size, config.hidden_size, batch_first=True, bidirectional=config.bidirectional, **kwargs
-        )
+        self.rnn = module_class(input_size, hidden_size, batch_first=True, bidirectional=config.bidirectional, **kwargs)
 
     def forward(self, inputs, state: tuple[torch.Tensor, ...] | None):
         """inputs: [B, T, F] or a PackedSequence; state: S tensors [B, D, H] or None (zeros).
 
         Returns the outputs ([B, T, D*H] or packed) and the final state (S tensors [B, D, H]).
         """
+        dropping = self.training and self.weight_drop > 0.0
+        if not dropping and not isinstance(inputs, PackedSequence) and inputs.shape[1] == 1 and not self.rnn.bidirectional:
+            return self._step(inputs, state)
         hx = None
         if state is not None:
             # cache layout [B, D, H] -> PyTorch layout [D, B, H]
             hx = tuple(s.transpose(0, 1).contiguous() for s in state)
             hx = hx if self.cell_type == "lstm" else hx[0]
-        outputs, final = self.rnn(inputs, hx)
+        if dropping:
+            outputs, final = self._run_weight_dropped(inputs, hx)
+        else:
+            outputs, final = self.rnn(inputs, hx)
         final = final if self.cell_type == "lstm" else (final,)
         return outputs, tuple(s.transpose(0, 1) for s in final)
+
+    def _step(self, inputs: torch.Tensor, state: tuple[torch.Tensor, ...] | None):
+        """One time step ([B, 1, F]) with the single-step kernel that nn.LSTMCell & co. use.
+
+        A decode step of generate() lands here. The sequence modules pay a large fixed cost per call (oneDNN on CPU:
+        ~4 ms for one LSTM step at hidden 256 against ~0.07 ms here, see benchmarks/generation_speed.py); the
+        results agree to float rounding.
+        """
+        rnn = self.rnn
+        x = inputs[:, 0]  # [B, F]
+        if state is None:
+            zeros = x.new_zeros(x.shape[0], rnn.hidden_size)
+            state = (zeros, zeros) if self.cell_type == "lstm" else (zeros,)
+        else:
+            state = tuple(s[:, 0] for s in state)  # [B, 1, H] -> [B, H]
+        weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+        if self.cell_type == "lstm":
+            final = _CELL_FUNCTIONS["lstm"](x, state, *weights)  # (h, c), each [B, H]
+        else:
+            final = (_CELL_FUNCTIONS[self.cell_type](x, state[0], *weights),)
+        final = tuple(s.unsqueeze(1) for s in final)  # [B, D=1, H]
+        return final[0], final  # the output of one step is h: [B, 1, H]
+
+    def _run_weight_dropped(self, inputs, hx):
+        """The fused kernel with DropConnect on the hidden-to-hidden weights (AWD-LSTM's WeightDrop).
+
+        One mask per forward (shared by every step and row). The module reads its weights from `_flat_weights`, so
+        the dropped tensors are swapped in there for this call only: the parameters themselves stay the plain
+        weights (what `save_pretrained` writes and the optimiser updates; gradients flow through the mask to them).
+        """
+        rnn = self.rnn
+        plain = rnn._flat_weights
+        rnn._flat_weights = [
+            F.dropout(weight, self.weight_drop, training=True) if name.startswith("weight_hh") else weight
+            for name, weight in zip(rnn._flat_weights_names, plain)
+        ]
+        try:
+            return rnn(inputs, hx)
+        finally:
+            rnn._flat_weights = plain
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -342,15 +432,13 @@ class RNNModel(RNNPreTrainedModel):
     def __init__(self, config: RNNConfig):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_size)
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
-        output_size = config.hidden_size * config.num_directions
+        self.embedding_dropout = RNNDropout(config.embedding_dropout, config.locked_dropout)
+        sizes = config.hidden_sizes
+        input_sizes = [config.embedding_size] + [size * config.num_directions for size in sizes[:-1]]
         self.layers = nn.ModuleList(
-            [
-                RNNLayer(config, input_size=config.embedding_size if i == 0 else output_size)
-                for i in range(config.num_hidden_layers)
-            ]
+            [RNNLayer(config, input_size=inputs, hidden_size=size) for inputs, size in zip(input_sizes, sizes)]
         )
-        self.hidden_dropout = nn.Dropout(config.hidden_dropout)
+        self.hidden_dropout = RNNDropout(config.hidden_dropout, config.locked_dropout)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -358,6 +446,16 @@ class RNNModel(RNNPreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.embed_tokens = value
+
+    def _embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """[B, T] ids -> [B, T, E]; in training with `word_dropout`, whole word types are dropped (AWD-LSTM's
+        embedded_dropout): one keep/drop draw per vocabulary row, the same for every occurrence in the batch."""
+        embeds = self.embed_tokens(input_ids)
+        p = self.config.word_dropout
+        if self.training and p > 0.0:
+            keep = embeds.new_empty(self.config.vocab_size).bernoulli_(1.0 - p).div_(1.0 - p)  # [V]
+            embeds = embeds * keep[input_ids].unsqueeze(-1)  # = embedding(ids, weight * keep[:, None])
+        return embeds
 
     def _check_inputs(self, input_ids, inputs_embeds):
         if (input_ids is None) == (inputs_embeds is None):
@@ -397,8 +495,8 @@ class RNNModel(RNNPreTrainedModel):
                 f"`cache` holds {len(cache.layers)} layers but this model has num_hidden_layers="
                 f"{self.config.num_hidden_layers}: it comes from another model."
             )
-        expected = (batch_size, self.config.num_directions, self.config.hidden_size)
-        for i in range(len(cache.layers)):
+        for i, hidden_size in enumerate(self.config.hidden_sizes):
+            expected = (batch_size, self.config.num_directions, hidden_size)
             state = cache.get_layer_state(i)
             if state is not None and (
                 len(state) != self.config.num_state_tensors or any(tuple(s.shape) != expected for s in state)
@@ -440,7 +538,7 @@ class RNNModel(RNNPreTrainedModel):
         # 1. Inputs: [B, T] ids -> [B, T, E] embeddings
         self._check_inputs(input_ids, inputs_embeds)
         if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)
+            inputs_embeds = self._embed(input_ids)
         batch_size, seq_len = inputs_embeds.shape[:2]
         if cache is not None:
             self._check_cache(cache, batch_size)
@@ -467,9 +565,7 @@ class RNNModel(RNNPreTrainedModel):
                 all_hidden_states += (plan.unpack(layer_outputs) if plan is not None else layer_outputs,)
             is_last = i == len(self.layers) - 1
             if not is_last:
-                layer_outputs = (
-                    _map_packed(self.hidden_dropout, layer_outputs) if plan is not None else self.hidden_dropout(layer_outputs)
-                )
+                layer_outputs = self.hidden_dropout(layer_outputs)
             layer_inputs = layer_outputs
         last_hidden_state = all_hidden_states[-1] if output_hidden_states else (
             plan.unpack(layer_inputs) if plan is not None else layer_inputs
@@ -508,7 +604,7 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
             )
         super().__init__(config)
         self.model = RNNModel(config)
-        self.output_dropout = nn.Dropout(config.output_dropout)
+        self.output_dropout = RNNDropout(config.output_dropout, config.locked_dropout)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
         self.post_init()
 
@@ -560,7 +656,8 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
             return_dict=True,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)  # [B, T', H]
-        logits = self.lm_head(self.output_dropout(hidden_states)).float()  # [B, T', V]
+        dropped_states = self.output_dropout(hidden_states)
+        logits = self.lm_head(dropped_states).float()  # [B, T', V]
 
         loss = None
         shift_labels = kwargs.pop("shift_labels", None)
@@ -576,6 +673,17 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
             if shift_labels is not None:
                 kwargs["shift_labels"] = shift_labels.contiguous()  # the loss flattens it with .view
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+            if self.training:
+                targets = shift_labels if shift_labels is not None else labels[:, 1:]
+                regularization = _activation_regularization(
+                    self.config,
+                    hidden_states,
+                    dropped_states,
+                    _trailing_mask(attention_mask, *expected, has_cache=cache is not None),
+                    (targets != -100).sum(),
+                    kwargs.get("num_items_in_batch"),
+                )
+                loss = loss + regularization if regularization is not None else loss
 
         if not return_dict:
             output = tuple(v for v in (logits, outputs.cache, outputs.hidden_states) if v is not None)
@@ -593,6 +701,43 @@ def _check_class_ids(name: str, labels: torch.Tensor, num_classes: int, what: st
             f"`{name}` holds {labels[bad][0].item()}, but {what}: every value must be -100 (ignored) or lie in "
             f"[0, {num_classes - 1}]."
         )
+
+
+def _activation_regularization(
+    config: RNNConfig,
+    hidden_states: torch.Tensor,
+    dropped_states: torch.Tensor,
+    mask: torch.Tensor | None,
+    num_items: torch.Tensor | int,
+    num_items_in_batch: torch.Tensor | int | None,
+) -> torch.Tensor | None:
+    """AR and TAR (Merity et al. 2017) of the last layer's outputs, as a loss term; None when both are off.
+
+    hidden_states / dropped_states: [B, T, D*H] before / after `output_dropout`; mask: [B, T] real tokens or None.
+    AR = alpha * mean(dropped ** 2) over real positions; TAR = beta * mean((h_t - h_(t-1)) ** 2) over adjacent real
+    pairs. Under gradient accumulation (`num_items_in_batch`: the loss items of the whole accumulated batch, of which
+    this micro-batch holds `num_items`), each micro-batch's means are weighted by its share of the items, so that
+    the accumulated terms equal those of one large batch, like the loss itself.
+    """
+    alpha, beta = config.activation_regularization, config.temporal_activation_regularization
+    if alpha == 0 and beta == 0:
+        return None
+
+    def masked_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:  # values [B, T', F]
+        if weights is None:
+            return values.mean()
+        return (values * weights).sum() / (weights.sum() * values.shape[-1]).clamp(min=1.0)
+
+    real = mask.unsqueeze(-1).to(hidden_states.dtype) if mask is not None else None  # [B, T, 1]
+    term = hidden_states.new_zeros(())
+    if alpha:
+        term = term + alpha * masked_mean(dropped_states.pow(2), real)
+    if beta and hidden_states.shape[1] > 1:
+        pairs = real[:, 1:] * real[:, :-1] if real is not None else None  # both steps real
+        term = term + beta * masked_mean((hidden_states[:, 1:] - hidden_states[:, :-1]).pow(2), pairs)
+    if num_items_in_batch is not None:
+        term = term * (num_items / num_items_in_batch)
+    return term
 
 
 def _pool(hidden_states: torch.Tensor, mask: torch.Tensor | None, mode: str, hidden_size: int) -> torch.Tensor:
@@ -634,7 +779,7 @@ class RNNForSequenceClassification(RNNPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = RNNModel(config)
-        self.output_dropout = nn.Dropout(config.output_dropout)
+        self.output_dropout = RNNDropout(config.output_dropout, config.locked_dropout)
         self.score = nn.Linear(config.hidden_size * config.num_directions, config.num_labels)
         self.post_init()
 
@@ -684,6 +829,12 @@ class RNNForSequenceClassification(RNNPreTrainedModel):
                 # transformers' MSE/BCE losses take the micro-batch mean and ignore `num_items_in_batch`; rescale
                 # to sum / items of the whole accumulated batch, as for the cross-entropy losses.
                 loss = loss * (labels.numel() / num_items)
+            if self.training:
+                # dropout acts on the pooled vector here, so AR reads the per-token outputs before it
+                regularization = _activation_regularization(
+                    self.config, hidden_states, hidden_states, mask, batch_size, num_items
+                )
+                loss = loss + regularization if regularization is not None else loss
 
         if not return_dict:
             output = tuple(v for v in (logits, outputs.cache, outputs.hidden_states) if v is not None)
@@ -698,7 +849,7 @@ class RNNForTokenClassification(RNNPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = RNNModel(config)
-        self.output_dropout = nn.Dropout(config.output_dropout)
+        self.output_dropout = RNNDropout(config.output_dropout, config.locked_dropout)
         self.score = nn.Linear(config.hidden_size * config.num_directions, config.num_labels)
         self.post_init()
 
@@ -729,7 +880,8 @@ class RNNForTokenClassification(RNNPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.score(self.output_dropout(outputs.last_hidden_state))  # [B, T, num_labels]
+        dropped_states = self.output_dropout(outputs.last_hidden_state)
+        logits = self.score(dropped_states)  # [B, T, num_labels]
 
         loss = None
         if labels is not None:
@@ -739,6 +891,16 @@ class RNNForTokenClassification(RNNPreTrainedModel):
                 )
             _check_class_ids("labels", labels, self.config.num_labels, f"num_labels={self.config.num_labels}")
             loss = self.loss_function(logits=logits, labels=labels, config=self.config, **kwargs)
+            if self.training:
+                regularization = _activation_regularization(
+                    self.config,
+                    outputs.last_hidden_state,
+                    dropped_states,
+                    _trailing_mask(attention_mask, *labels.shape, has_cache=cache is not None),
+                    (labels != -100).sum(),
+                    kwargs.get("num_items_in_batch"),
+                )
+                loss = loss + regularization if regularization is not None else loss
 
         if not return_dict:
             output = tuple(v for v in (logits, outputs.cache, outputs.hidden_states) if v is not None)
