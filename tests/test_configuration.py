@@ -12,7 +12,8 @@ from hf_rnn.configuration_rnn import AUTO_MAP
 
 
 SIZE_FIELDS = ["vocab_size", "embedding_size", "hidden_size", "num_hidden_layers"]
-DROPOUT_FIELDS = ["embedding_dropout", "hidden_dropout", "output_dropout"]
+DROPOUT_FIELDS = ["embedding_dropout", "hidden_dropout", "output_dropout", "word_dropout", "weight_drop"]
+LOSS_WEIGHT_FIELDS = ["activation_regularization", "temporal_activation_regularization"]
 
 
 def non_default_config(cell_type: str, bidirectional: bool) -> RNNConfig:
@@ -27,6 +28,12 @@ def non_default_config(cell_type: str, bidirectional: bool) -> RNNConfig:
         embedding_dropout=0.1,
         hidden_dropout=0.2,
         output_dropout=0.3,
+        layer_hidden_sizes=[20, 16, 12],
+        locked_dropout=True,
+        word_dropout=0.1,
+        weight_drop=0.5,
+        activation_regularization=2,
+        temporal_activation_regularization=1.5,
         tie_word_embeddings=not bidirectional,  # tying is refused for bidirectional configs
         classifier_pooling="max" if bidirectional else "mean",
         initializer_range=0.05,
@@ -51,6 +58,12 @@ EXPECTED_FIELDS = {
     "vocab_size": 50,
     "embedding_size": 12,
     "hidden_size": 12,
+    "layer_hidden_sizes": [20, 16, 12],
+    "locked_dropout": True,
+    "word_dropout": 0.1,
+    "weight_drop": 0.5,
+    "activation_regularization": 2,
+    "temporal_activation_regularization": 1.5,
     "num_hidden_layers": 3,
     "embedding_dropout": 0.1,
     "hidden_dropout": 0.2,
@@ -88,6 +101,10 @@ class TestRoundTrip:
         )
         assert (config.cell_type, config.bidirectional, config.classifier_pooling) == ("lstm", False, "last")
         assert (config.embedding_dropout, config.hidden_dropout, config.output_dropout) == (0.0, 0.0, 0.0)
+        # AWD-LSTM's toolbox is off by default, so that older checkpoints behave the same
+        assert (config.word_dropout, config.weight_drop, config.locked_dropout) == (0.0, 0.0, False)
+        assert (config.activation_regularization, config.temporal_activation_regularization) == (0.0, 0.0)
+        assert config.layer_hidden_sizes is None and config.hidden_sizes == [256, 256]
         assert (config.tie_word_embeddings, config.initializer_range, config.use_cache) == (False, 0.1, True)
         assert (config.pad_token_id, config.bos_token_id, config.eos_token_id) == (None, None, None)
 
@@ -204,6 +221,30 @@ class TestInvalidValues:
     @pytest.mark.parametrize("value", [0.0, 0.5, 0.99])
     def test_dropout_inside_unit_interval_is_accepted(self, field, value):
         assert getattr(tiny_config(**{field: value}), field) == value
+
+    @pytest.mark.parametrize("field", LOSS_WEIGHT_FIELDS)
+    @pytest.mark.parametrize("value", [-1, -0.5, float("inf"), float("nan")])
+    def test_loss_weight_must_be_finite_and_non_negative(self, field, value):
+        with pytest.raises(ValueError, match=rf"`{field}` is a loss weight and must be a finite number >= 0"):
+            tiny_config(**{field: value})
+
+    @pytest.mark.parametrize(
+        "sizes, message",
+        [
+            ([8], r"`layer_hidden_sizes` has 1 entries but `num_hidden_layers=2`: give one hidden size per layer"),
+            ([8, 8, 8], r"`layer_hidden_sizes` has 3 entries but `num_hidden_layers=2`"),
+            ([16, 6], r"last of `layer_hidden_sizes` \[16, 6\] .* must equal `hidden_size=8`; set `hidden_size=6`"),
+            ([0, 8], r"`layer_hidden_sizes` must be a list of positive integers, got \[0, 8\]"),
+        ],
+    )
+    def test_bad_layer_hidden_sizes(self, sizes, message):
+        with pytest.raises(ValueError, match=message):
+            tiny_config(layer_hidden_sizes=sizes)
+
+    def test_layer_hidden_sizes_with_tied_embeddings(self):
+        """AWD-LSTM's shape: wide inner layers, the last as wide as the embedding so the head can be tied."""
+        config = tiny_config(num_hidden_layers=3, layer_hidden_sizes=[20, 16, 8], tie_word_embeddings=True)
+        assert config.hidden_sizes == [20, 16, 8]
 
     def test_tied_embeddings_need_equal_sizes(self):
         """hf_rnn refuses tying with embedding_size != hidden_size rather than adding a projection layer, so that

@@ -985,3 +985,46 @@ class TestTupleOutputs:
             assert torch.equal(tensor, expected_tensor)
         assert isinstance(bare, tuple) and len(bare) == 1
         assert torch.equal(bare[0], expected.logits)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Single-step path: one-token calls (generate()'s decode steps) run the fused cell kernels
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class TestSingleStepPath:
+    @pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "carried-state"])
+    def test_step_equals_sequence_module(self, cell_type, with_state):
+        """A [B, 1, F] call takes the cell-kernel path and agrees with the sequence module (outputs, final state,
+        gradients) to float rounding."""
+        model = randomize_biases(RNNModel(tiny_config(cell_type, num_hidden_layers=1)))
+        layer = model.layers[0]
+        inputs = torch.randn(3, 1, 8, requires_grad=True)
+        state = None
+        if with_state:
+            state = tuple(torch.randn(3, 1, 8) for _ in range(model.config.num_state_tensors))
+        outputs, final = layer(inputs, state)
+
+        hx = None if state is None else tuple(s.transpose(0, 1).contiguous() for s in state)
+        expected, expected_final = layer.rnn(inputs, hx if cell_type == "lstm" or hx is None else hx[0])
+        expected_final = expected_final if cell_type == "lstm" else (expected_final,)
+        torch.testing.assert_close(outputs, expected, rtol=1e-5, atol=1e-6)
+        for got, want in zip(final, expected_final):
+            torch.testing.assert_close(got, want.transpose(0, 1), rtol=1e-5, atol=1e-6)
+
+        grads = torch.autograd.grad(outputs.sum() + sum(s.sum() for s in final), [inputs, layer.rnn.weight_hh_l0])
+        want_grads = torch.autograd.grad(
+            expected.sum() + sum(s.sum() for s in expected_final), [inputs, layer.rnn.weight_hh_l0]
+        )
+        for got, want in zip(grads, want_grads):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+    def test_step_path_is_taken_for_one_token(self, monkeypatch):
+        """Decode steps never call the sequence module (whose fixed cost per call is the decode bottleneck)."""
+        model = RNNForCausalLM(tiny_config()).eval()
+        cache = model(random_ids(1, 4), use_cache=True).cache
+        calls = []
+        for layer in model.model.layers:
+            monkeypatch.setattr(layer.rnn, "forward", lambda *a, **k: calls.append(1))
+        model(random_ids(1, 1), cache=cache, use_cache=True)
+        assert calls == []
