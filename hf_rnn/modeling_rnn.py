@@ -81,30 +81,37 @@ def _trailing_mask(attention_mask: torch.Tensor | None, batch_size: int, seq_len
 
 @dataclass
 class _PackingPlan:
-    order: torch.Tensor  # [B, T] positions of the real tokens first (stable), then the pads
+    order: torch.Tensor | None  # [B, T] positions of the real tokens first (stable), then the pads; None: right padding
     lengths: torch.Tensor  # [B] number of real tokens per row
     mask: torch.Tensor  # [B, T] bool
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> "_PackingPlan":
+        lengths = mask.sum(dim=1)
+        if bool((mask[:, :-1] >= mask[:, 1:]).all()):
+            # right padding (real tokens already first): pack directly, no gather or scatter
+            return cls(order=None, lengths=lengths, mask=mask)
         # argsort on 0 (real) / 1 (pad) with a stable sort keeps the real tokens in order
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
-        return cls(order=order, lengths=mask.sum(dim=1), mask=mask)
+        return cls(order=order, lengths=lengths, mask=mask)
 
     def pack(self, inputs: torch.Tensor) -> PackedSequence:
         """[B, T, F] padded inputs -> PackedSequence of each row's real tokens."""
-        index = self.order.unsqueeze(-1).expand(-1, -1, inputs.shape[-1])
-        gathered = inputs.gather(1, index)
+        if self.order is not None:
+            inputs = inputs.gather(1, self.order.unsqueeze(-1).expand(-1, -1, inputs.shape[-1]))
         # A row without real tokens is packed with length 1; `empty_rows` restores its state afterwards.
         lengths = self.lengths.clamp(min=1).cpu()
-        return pack_padded_sequence(gathered, lengths, batch_first=True, enforce_sorted=False)
+        return pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
 
     def unpack(self, packed: PackedSequence) -> torch.Tensor:
         """PackedSequence -> [B, T, F] outputs at the original positions, zeros at padded positions."""
-        padded, _ = pad_packed_sequence(packed, batch_first=True, total_length=self.order.shape[1])
-        index = self.order.unsqueeze(-1).expand(-1, -1, padded.shape[-1])
-        outputs = torch.zeros_like(padded).scatter(1, index, padded)
-        return outputs.masked_fill(~self.mask.unsqueeze(-1), 0.0)
+        padded, _ = pad_packed_sequence(packed, batch_first=True, total_length=self.mask.shape[1])
+        if self.order is not None:
+            index = self.order.unsqueeze(-1).expand(-1, -1, padded.shape[-1])
+            padded = torch.zeros_like(padded).scatter(1, index, padded)
+        elif not bool(self.empty_rows.any()):
+            return padded  # pad_packed_sequence already zeroed the padded steps
+        return padded.masked_fill(~self.mask.unsqueeze(-1), 0.0)
 
     @property
     def empty_rows(self) -> torch.Tensor:
