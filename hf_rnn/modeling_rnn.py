@@ -8,6 +8,7 @@ Shapes: B batch, T time steps, E `embedding_size`, H `hidden_size`, D directions
 per layer (2 for an LSTM's (h, c), 1 otherwise), V `vocab_size`.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -314,7 +315,10 @@ class RNNLayer(nn.Module):
             for name, weight in zip(rnn._flat_weights_names, plain)
         ]
         try:
-            return rnn(inputs, hx)
+            with warnings.catch_warnings():
+                # cuDNN warns that the swapped-in weights are not one contiguous buffer: inherent to a fresh mask
+                warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+                return rnn(inputs, hx)
         finally:
             rnn._flat_weights = plain
 
