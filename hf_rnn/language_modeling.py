@@ -15,10 +15,41 @@ hf-rnn train-lm --output_dir outputs/lm --resume_from_checkpoint true     # cont
 torchrun --nproc_per_node 2 training/train_causal_lm.py arguments.json     # several processes, one JSON file
 ```
 
+AWD-LSTM (Merity et al. 2017, "Regularizing and Optimizing LSTM Language Models", salesforce/awd-lstm-lm) on Penn
+Treebank, from the repository root (the recipe files name `../shared/data/ptb/*.txt` and `outputs/` relative to it):
+
+```bash
+# a word-level tokenizer holding every PTB word (9,998 words + 4 special tokens; hold out 1 line, not 5%)
+hf-rnn train-tokenizer --kind word --vocab_size 10002 --train_files ../shared/data/ptb/train.txt \\
+    --validation_fraction 0.00001 --output_dir outputs/ptb-word-tokenizer
+hf-rnn train-lm training/awd_lstm_ptb.json        # the paper's setup, 500 epochs (there: val 61.2 / test 58.8 ppl)
+hf-rnn train-lm training/awd_lstm_ptb_small.json  # the same techniques, 200/400/400/200, 15 minutes on 2 CPU cores
+```
+
+The AWD options, usable with any data:
+- Model (`ModelArguments`, passed to `RNNConfig`): `layer_hidden_sizes` (1150 1150 400), `word_dropout` (dropoute),
+  `weight_drop` (wdrop), `locked_dropout` (one mask per sequence for the embedding/hidden/output dropouts, which are
+  AWD's dropouti/dropouth/dropout), `activation_regularization` (alpha), `temporal_activation_regularization` (beta);
+  `weight_init awd`: AWD's initial weights, which SGD at learning rate 30 needs (`awd_weight_init`).
+- `--variable_bptt true` (stateful batching): segment lengths drawn around `block_size` as AWD does, from the seed
+  (`data_seed`, else `seed`), each step's learning rate scaled by length / block_size (`build_stateful_dataset`,
+  `StatefulLMTrainer`). Evaluation keeps `block_size`.
+- `--nt_asgd true --nt_asgd_nonmono 5`: non-monotonically triggered averaging on top of the configured optimizer
+  (AWD: `--optim sgd --learning_rate 30 --max_grad_norm 0.25 --weight_decay 1.2e-6 --lr_scheduler_type constant`);
+  see `WeightAverage` and `LanguageModelingTrainer`.
+- `--max_train_minutes M`: stop at the first step past M minutes, then evaluate and save (fixed-budget comparisons).
+- `--test_files`: the final evaluation also reports `test_loss` / `test_perplexity`.
+
+Where it differs from awd-lstm-lm: the variable segment lengths are drawn once, so every epoch is cut the same way
+(AWD draws anew each epoch; here a resumed run must read the very same batches); Trainer's weight decay skips biases;
+the vocabulary holds two never-seen special tokens (`<pad>`, `<s>`), and `</s>` plays AWD's `<eos>`; the test set
+is read in `per_device_eval_batch_size` streams like validation (AWD: 1 stream); the saved model is the average at
+the end of training (AWD keeps the one of the best validation loss) and AWD's `finetune.py` stage is not run.
+
 What it does, in order; every check on the input runs before any training, and bad input leaves no output folder:
 
 1. Load the texts with `hf_rnn.data.load_text_dataset`: the embedded default corpus, local files, or a Hub dataset,
-   as a "train" and a "validation" split.
+   as a "train" and a "validation" split (and `test_files` as a "test" split).
 2. Tokenizer: `tokenizer_name_or_path`, else the one saved with `model_name_or_path`, else a byte-level BPE trained
    on the train split (`tokenizer_vocab_size`; on the main process, then sent to the others).
 3. Tokenise with `datasets.map` (batched), appending the EOS token to every document so that documents stay
@@ -30,11 +61,11 @@ What it does, in order; every check on the input runs before any training, and b
      read `block_size` tokens at a time; the recurrent state is carried from one batch to the next, detached
      (`StatefulLMTrainer`). Evaluation does the same over the validation streams.
 5. Model: new (`RNNConfig` from the architecture options, `vocab_size` = the tokenizer's size) or continued from
-   `model_name_or_path` (its architecture; dropouts may be changed; the tokenizer must fit its vocabulary).
-6. Train with `Trainer`, evaluate (validation loss and perplexity = exp(loss)), and save to `output_dir`: the model
-   (safetensors, config, modeling source for remote code), tokenizer, `generation_config.json` (EOS/pad ids and
-   sampling defaults), `all_results.json`, `loss_curve.png` (matplotlib: `pip install hf-rnn[train]`) and a model
-   card (README.md).
+   `model_name_or_path` (its architecture; regularisers may be changed; the tokenizer must fit its vocabulary).
+6. Train with `Trainer`, evaluate (validation loss and perplexity = exp(loss); test too with `test_files`), and save
+   to `output_dir`: the model (safetensors, config, modeling source for remote code), tokenizer,
+   `generation_config.json` (EOS/pad ids and sampling defaults), `all_results.json`, `loss_curve.png` (matplotlib:
+   `pip install hf-rnn[train]`) and a model card (README.md).
 
 Output folder: Trainer works in `output_dir` as usual (checkpoints `checkpoint-N/`, TensorBoard logs), so a crashed run
 can be resumed. Every checkpoint is written as `tmp-checkpoint-N/` and renamed to `checkpoint-N/` once complete (see
@@ -44,12 +75,15 @@ to a staging folder `.{name}.staging` next to it and then moved in, with `config
 removed first): a run that dies while saving leaves no folder that looks like a complete model.
 """
 
+import contextlib
+import itertools
 import json
 import logging as python_logging
 import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,13 +101,14 @@ from transformers import (
     GenerationConfig,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     default_data_collator,
     set_seed,
 )
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy, SaveStrategy, rotate_checkpoints
 from transformers.utils import logging
 
 from .command_utils import command_logging, parse_dataclass_arguments
@@ -89,14 +124,40 @@ from .validation import check_tokenizer_fits
 logger = logging.get_logger(__name__)
 
 BATCHING_MODES = ("blocks", "stateful")
+WEIGHT_INITS = ("hf_rnn", "awd")
 # Architecture fields of RNNConfig that the command line may set for a new model; a checkpoint brings its own.
-ARCHITECTURE_FIELDS = ("cell_type", "embedding_size", "hidden_size", "num_hidden_layers", "tie_word_embeddings")
-# Fields that may differ from a checkpoint's config when continuing from it (they change no weight's shape).
-DROPOUT_FIELDS = ("embedding_dropout", "hidden_dropout", "output_dropout")
+ARCHITECTURE_FIELDS = (
+    "cell_type",
+    "embedding_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "layer_hidden_sizes",
+    "tie_word_embeddings",
+)
+# Regularisers: fields that may differ from a checkpoint's config when continuing from it (they change no weight's
+# shape). The last five are AWD-LSTM's (Merity et al. 2017): dropoute, wdrop, locked masks, AR alpha, TAR beta.
+REGULARIZATION_FIELDS = (
+    "embedding_dropout",
+    "hidden_dropout",
+    "output_dropout",
+    "word_dropout",
+    "weight_drop",
+    "locked_dropout",
+    "activation_regularization",
+    "temporal_activation_regularization",
+)
 # Columns of a stateful dataset that say where each row sits; the trainer reads them and never passes them on.
 POSITION_COLUMNS = ("stream_index", "segment_index")
 # The carried state of a checkpoint, one file per process (as Trainer's `rng_state_{rank}.pth`).
 TBPTT_STATE_NAME = "tbptt_state.safetensors"
+# NT-ASGD's trigger state and averaged parameters in a checkpoint (the same on every process: the main one writes it).
+NT_ASGD_STATE_NAME = "nt_asgd_state.safetensors"
+# Variable BPTT (AWD-LSTM's `main.py`): the mean segment length is block_size, or block_size / 2 with probability
+# 1 - VARIABLE_BPTT_FULL_PROBABILITY; the length is drawn from a normal of that mean and VARIABLE_BPTT_STD, at least
+# VARIABLE_BPTT_MIN_LENGTH, and at most block_size + 3 standard deviations (a bound on memory; a 0.1% tail clipped).
+VARIABLE_BPTT_FULL_PROBABILITY = 0.95
+VARIABLE_BPTT_STD = 5.0
+VARIABLE_BPTT_MIN_LENGTH = 5
 LOSS_CURVE_NAME = "loss_curve.png"
 # A checkpoint is written under this prefix and renamed to `checkpoint-N` once complete. Trainer's
 # `get_last_checkpoint` and checkpoint rotation only match `checkpoint-<digits>`, so they never see one part-written.
@@ -114,7 +175,9 @@ class ModelArguments:
     """The model and the tokenizer: a new model (architecture options) or an hf_rnn checkpoint to continue from.
 
     Architecture options left unset take `RNNConfig`'s defaults for a new model (2-layer LSTM, 256 wide, untied), or
-    the checkpoint's values when continuing (giving a different value is an error).
+    the checkpoint's values when continuing (giving a different value is an error). Regularisers (the dropouts, AWD's
+    word_dropout, weight_drop, locked_dropout, AR and TAR) left unset take the defaults or the checkpoint's values, and
+    may be changed when continuing.
     """
 
     model_name_or_path: str | None = field(
@@ -146,6 +209,39 @@ class ModelArguments:
     embedding_dropout: float | None = field(default=None, metadata={"help": "Dropout on the embeddings (default 0)."})
     hidden_dropout: float | None = field(default=None, metadata={"help": "Dropout between layers (default 0)."})
     output_dropout: float | None = field(default=None, metadata={"help": "Dropout before the LM head (default 0)."})
+    layer_hidden_sizes: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Hidden size of each layer, e.g. 1150 1150 400 (AWD-LSTM); the last must equal hidden_size "
+            "(new model; default: hidden_size for every layer)."
+        },
+    )
+    word_dropout: float | None = field(
+        default=None,
+        metadata={"help": "Drop whole rows of the embedding matrix, i.e. every occurrence of a word (AWD's dropoute)."},
+    )
+    weight_drop: float | None = field(
+        default=None, metadata={"help": "DropConnect on the hidden-to-hidden weights (AWD's wdrop; default 0)."}
+    )
+    locked_dropout: bool | None = field(
+        default=None,
+        metadata={"help": "Embedding/hidden/output dropouts use one mask per sequence, shared over time (AWD)."},
+    )
+    activation_regularization: float | None = field(
+        default=None, metadata={"help": "AR: alpha x mean squared last-layer output (AWD's alpha; default 0)."}
+    )
+    temporal_activation_regularization: float | None = field(
+        default=None,
+        metadata={"help": "TAR: beta x mean squared change of the last-layer output (AWD's beta; default 0)."},
+    )
+    weight_init: Literal["hf_rnn", "awd"] = field(
+        default="hf_rnn",
+        metadata={
+            "help": "Initial weights of a new model. hf_rnn: the model's own (Glorot/orthogonal, forget-gate bias 1). "
+            "awd: awd-lstm-lm's (PyTorch's default for the recurrent layers, uniform +-0.1 embeddings), which SGD at "
+            "AWD's learning rate 30 needs (see `awd_weight_init`)."
+        },
+    )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow a tokenizer from the Hub to run its own code."}
     )
@@ -154,6 +250,13 @@ class ModelArguments:
         # The command line checks `cell_type` against its choices; a JSON file or a Python caller does not.
         if self.cell_type is not None and self.cell_type not in CELL_TYPES:
             raise ValueError(f"`cell_type` must be one of {list(CELL_TYPES)}, got {self.cell_type!r}.")
+        if self.weight_init not in WEIGHT_INITS:
+            raise ValueError(f"`weight_init` must be one of {list(WEIGHT_INITS)}, got {self.weight_init!r}.")
+        if self.weight_init != "hf_rnn" and self.model_name_or_path is not None:
+            raise ValueError(
+                f"`weight_init`={self.weight_init!r} initialises a new model, but `model_name_or_path` brings trained "
+                "weights; leave `weight_init` out."
+            )
 
 
 @dataclass
@@ -169,6 +272,13 @@ class DataArguments:
     )
     validation_files: list[str] | None = field(
         default=None, metadata={"help": "Local validation files (default: a held-out share of the train files)."}
+    )
+    test_files: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Local test files: the final evaluation also reports test_loss and test_perplexity (whole files, "
+            "cut as the validation files are)."
+        },
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     validation_fraction: float = field(
@@ -186,6 +296,14 @@ class DataArguments:
     )
     block_size: int = field(
         default=128, metadata={"help": "Tokens per row: the block length, or the BPTT length in stateful mode."}
+    )
+    variable_bptt: bool = field(
+        default=False,
+        metadata={
+            "help": "Stateful batching: AWD-LSTM's variable BPTT length. Each batch's length is drawn around "
+            "block_size (block_size / 2 with probability 0.05), from the seed, and that step's learning rate is "
+            "scaled by length / block_size. Evaluation keeps block_size."
+        },
     )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Train on the first N rows only (stateful: whole segments of every stream)."}
@@ -215,11 +333,17 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"`{name}` must be at least 1 when given, got {value}.")
+        if self.variable_bptt and self.batching != "stateful":
+            raise ValueError(
+                "`variable_bptt` varies the segment length of stateful truncated BPTT: it needs `--batching stateful` "
+                f"(got {self.batching!r})."
+            )
 
 
 @dataclass
 class LanguageModelingTrainingArguments(TrainingArguments):
-    """transformers' `TrainingArguments` with a learning rate suited to recurrent networks trained with Adam."""
+    """transformers' `TrainingArguments` with a learning rate suited to recurrent networks trained with Adam, NT-ASGD
+    (AWD-LSTM's averaging) and a wall-clock budget."""
 
     learning_rate: float = field(
         default=1e-3,
@@ -228,6 +352,43 @@ class LanguageModelingTrainingArguments(TrainingArguments):
             "fine-tuning large pretrained transformers)."
         },
     )
+    nt_asgd: bool = field(
+        default=False,
+        metadata={
+            "help": "Non-monotonically triggered averaging (AWD-LSTM's NT-ASGD): once the validation loss is worse "
+            "than the best of all evaluations but the last nt_asgd_nonmono, keep an equal-weight average of the "
+            "parameters after every step; later evaluations and the saved model use the average. Needs evaluations "
+            "(--eval_strategy steps or epoch); AWD trains with --optim sgd."
+        },
+    )
+    nt_asgd_nonmono: int = field(
+        default=5, metadata={"help": "NT-ASGD's non-monotone interval: the most recent evaluations left out (AWD: 5)."}
+    )
+    max_train_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "Wall-clock budget of training: stop at the first step that ends past it (then evaluate and save "
+            "as usual). Counted from the start of training in this process (a resumed run gets the budget anew)."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        nonmono = self.nt_asgd_nonmono
+        if isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono < 1:
+            raise ValueError(f"`nt_asgd_nonmono` must be an integer of at least 1, got {self.nt_asgd_nonmono!r}.")
+        if self.nt_asgd and self.eval_strategy == IntervalStrategy.NO:
+            raise ValueError(
+                "`nt_asgd` decides from the validation loss of every evaluation, but `eval_strategy` is 'no': set "
+                "`--eval_strategy steps` (with `--eval_steps`) or `--eval_strategy epoch`."
+            )
+        if self.nt_asgd and self.load_best_model_at_end:
+            raise ValueError(
+                "`nt_asgd` evaluates averaged parameters, which the checkpoints' model files do not hold, so "
+                "`load_best_model_at_end` would load weights other than the ones evaluated; leave it off."
+            )
+        if self.max_train_minutes is not None and not self.max_train_minutes > 0:
+            raise ValueError(f"`max_train_minutes` must be a positive number of minutes, got {self.max_train_minutes}.")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -286,11 +447,35 @@ def concatenated_token_ids(tokenized: datasets.Dataset) -> numpy.ndarray:
     return pyarrow.compute.list_flatten(column).to_numpy().astype(numpy.int64)
 
 
+def variable_bptt_lengths(num_targets: int, block_size: int, seed: int) -> numpy.ndarray:
+    """AWD-LSTM's variable BPTT lengths: consecutive segment lengths that cover `num_targets` positions exactly.
+
+    As in salesforce/awd-lstm-lm `main.py`, each segment's mean is `block_size` with probability 0.95 and
+    `block_size / 2` otherwise, and its length is `max(5, int(normal(mean, 5)))`; here it is also capped at
+    `block_size + 15` (three standard deviations: memory stays bounded) and the last one is cut to what is left. The
+    draws come from `numpy.random.default_rng(seed)`: the same seed gives the same lengths (exact resumption).
+
+    Returns:
+        `numpy.ndarray` of int64 lengths, each in [1, block_size + 15], summing to `num_targets`.
+    """
+    generator = numpy.random.default_rng(seed)
+    max_length = block_size + int(3 * VARIABLE_BPTT_STD)
+    lengths, covered = [], 0
+    while covered < num_targets:
+        mean = block_size if generator.random() < VARIABLE_BPTT_FULL_PROBABILITY else block_size / 2
+        length = min(max(VARIABLE_BPTT_MIN_LENGTH, int(generator.normal(mean, VARIABLE_BPTT_STD))), max_length)
+        length = min(length, num_targets - covered)
+        lengths.append(length)
+        covered += length
+    return numpy.asarray(lengths, dtype=numpy.int64)
+
+
 def build_stateful_dataset(
     token_ids: numpy.ndarray | list[int],
     num_streams: int,
     block_size: int,
     max_segments: int | None = None,
+    variable_length_seed: int | None = None,
 ) -> datasets.Dataset:
     """Lay a token stream out for stateful truncated backpropagation through time, in the order a sequential sampler
     must read it.
@@ -342,14 +527,21 @@ def build_stateful_dataset(
     around to the first rows). With one process (W = 1) batch t is segment t of all
     S = B streams. Consecutive micro-batches of gradient accumulation are consecutive segments of the same streams.
 
-    Columns: `input_ids` and `shift_labels` ([block_size] each), `stream_index` (s) and `segment_index` (t); the
-    last two let `StatefulLMTrainer` check that every batch continues the one before.
+    Variable BPTT (`variable_length_seed` given): segment t has length l_t from `variable_bptt_lengths(L - 1,
+    block_size, seed)` instead of `block_size`, the same for every stream, so that a batch (and the batches of all
+    processes for one segment: one global batch) has rows of one length and needs no padding. The segments cover
+    all L - 1 targets of every stream once, in order (the last one is what is left); the layout is otherwise the
+    same. The lengths are drawn once: every epoch is cut the same way, and a resumed run reads the same batches.
+
+    Columns: `input_ids` and `shift_labels` ([block_size] each, or [l_t]), `stream_index` (s) and `segment_index`
+    (t); the last two let `StatefulLMTrainer` check that every batch continues the one before.
 
     Args:
         token_ids: the token stream (documents concatenated, EOS between them).
         num_streams (`int`): S, the number of streams: per-device batch size x number of processes.
-        block_size (`int`): tokens per segment (the BPTT length).
+        block_size (`int`): tokens per segment (the BPTT length; the mean length with variable BPTT).
         max_segments (`int`, *optional*): keep only the first segments of every stream (quick runs).
+        variable_length_seed (`int`, *optional*): draw the segment lengths with this seed (variable BPTT).
 
     Raises:
         ValueError: when the stream is too short for one segment of every stream.
@@ -365,21 +557,29 @@ def build_stateful_dataset(
             f"and its next-token targets: that needs {num_streams * (block_size + 1)} tokens. Give more text, or "
             "lower `block_size` or the batch size (streams = per-device batch size x number of processes)."
         )
+    if variable_length_seed is None:
+        lengths = numpy.full(num_segments, block_size, dtype=numpy.int64)  # the remainder is dropped
+    else:
+        lengths = variable_bptt_lengths(stream_length - 1, block_size, variable_length_seed)
     if max_segments is not None:
-        num_segments = min(num_segments, max_segments)
+        lengths = lengths[:max_segments]
+    num_segments = len(lengths)
     streams = token_ids[: num_streams * stream_length].reshape(num_streams, stream_length)  # [S, L]
-    used = num_segments * block_size
-    # [S, T * block_size] -> [S, T, block_size] -> [T, S, block_size] -> [T * S, block_size]: row t * S + s
-    inputs = streams[:, :used].reshape(num_streams, num_segments, block_size).transpose(1, 0, 2)
-    targets = streams[:, 1 : used + 1].reshape(num_streams, num_segments, block_size).transpose(1, 0, 2)
-    return datasets.Dataset.from_dict(
-        {
-            "input_ids": inputs.reshape(-1, block_size),
-            "shift_labels": targets.reshape(-1, block_size),
-            "stream_index": numpy.tile(numpy.arange(num_streams), num_segments),
-            "segment_index": numpy.repeat(numpy.arange(num_segments), num_streams),
-        }
-    )
+    starts = numpy.concatenate([[0], numpy.cumsum(lengths)])  # segment t: stream positions [starts[t], starts[t+1])
+    # Rows t * S + s, flattened: segment t of every stream is the [S, l_t] slice streams[:, starts[t]:starts[t+1]],
+    # read row-major; one Arrow list array holds rows of any length without padding.
+    row_offsets = numpy.concatenate([[0], numpy.cumsum(numpy.repeat(lengths, num_streams))])
+    columns = {}
+    for name, shift in (("input_ids", 0), ("shift_labels", 1)):
+        values = numpy.concatenate(
+            [streams[:, start + shift : end + shift].reshape(-1) for start, end in itertools.pairwise(starts)]
+        )
+        columns[name] = pyarrow.ListArray.from_arrays(
+            pyarrow.array(row_offsets, pyarrow.int64()), pyarrow.array(values)
+        )
+    columns["stream_index"] = pyarrow.array(numpy.tile(numpy.arange(num_streams), num_segments))
+    columns["segment_index"] = pyarrow.array(numpy.repeat(numpy.arange(num_segments), num_streams))
+    return datasets.Dataset(pyarrow.table(columns))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -395,6 +595,124 @@ def perplexity(loss: float) -> float:
         return float("inf")
 
 
+def should_start_averaging(losses: list[float], loss: float, nonmono: int) -> bool:
+    """NT-ASGD's trigger (Merity et al. 2017, awd-lstm-lm `main.py`): with `losses` the earlier evaluations' losses,
+    start averaging when there are more than `nonmono` of them and `loss` is worse than the best of all but the last
+    `nonmono` ones (the validation loss has not improved on that old best for `nonmono` evaluations)."""
+    return len(losses) > nonmono and loss > min(losses[:-nonmono])
+
+
+class WeightAverage:
+    """NT-ASGD's state: the evaluation losses seen, the step at which averaging started, and from then on the
+    equal-weight running average of the parameters after every optimizer step (averaged SGD: after n steps,
+    average = (p_1 + ... + p_n) / n, as `torch.optim.ASGD(t0=0, lambd=0)` keeps it in awd-lstm-lm).
+
+    `LanguageModelingTrainer` keeps one when `nt_asgd` is on and saves it in every checkpoint.
+    """
+
+    def __init__(self, nonmono: int):
+        self.nonmono = nonmono
+        self.losses: list[float] = []  # the evaluation losses, in order
+        self.start_step: int | None = None  # the step after which the trigger fired
+        self.count = 0  # steps averaged
+        self.average: dict[str, torch.Tensor] = {}  # parameter name -> average (the model's shapes and devices)
+
+    def observe(self, loss: float, step: int) -> bool:
+        """Record an evaluation loss; True when it starts the averaging (once)."""
+        starts = self.start_step is None and should_start_averaging(self.losses, loss, self.nonmono)
+        if starts:
+            self.start_step = step
+        self.losses.append(loss)
+        return starts
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """Fold the parameters after an optimizer step into the average (only once averaging has started)."""
+        if self.start_step is None:
+            return
+        self.count += 1
+        for name, parameter in model.named_parameters():
+            if self.count == 1:
+                self.average[name] = parameter.detach().clone()
+            else:
+                self.average[name].add_(parameter.detach() - self.average[name], alpha=1.0 / self.count)
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        for name, parameter in model.named_parameters():
+            parameter.copy_(self.average[name])
+
+    @contextlib.contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+        """The model holds the average inside the block and its own parameters again after it (AWD's evaluation)."""
+        if self.count == 0:
+            yield
+            return
+        with torch.no_grad():
+            own = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+        self.copy_to(model)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, parameter in model.named_parameters():
+                    parameter.copy_(own[name])
+
+    def save(self, path: str | os.PathLike) -> None:
+        tensors = {
+            "losses": torch.tensor(self.losses, dtype=torch.float64),  # the exact Python floats
+            "start_step": torch.tensor([-1 if self.start_step is None else self.start_step]),
+            "count": torch.tensor([self.count]),
+        }
+        tensors.update({f"average.{name}": value.detach().cpu().contiguous() for name, value in self.average.items()})
+        save_file(tensors, os.fspath(path), metadata={"format": "hf_rnn-nt-asgd", "nonmono": str(self.nonmono)})
+
+    def load(self, path: str | os.PathLike, device: torch.device) -> None:
+        tensors = load_file(os.fspath(path))
+        self.losses = tensors["losses"].tolist()
+        start_step = int(tensors["start_step"][0])
+        self.start_step = None if start_step < 0 else start_step
+        self.count = int(tensors["count"][0])
+        prefix = "average."
+        self.average = {
+            name[len(prefix) :]: value.to(device) for name, value in tensors.items() if name.startswith(prefix)
+        }
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stop training at the first optimizer step that ends more than `minutes` after training began.
+
+    With several processes the decision is the main process's clock, sent to all (every process must stop at the
+    same step). With `save_strategy` other than "no", a checkpoint is saved at that step, so the run can be resumed.
+    """
+
+    def __init__(self, minutes: float):
+        self.seconds = minutes * 60.0
+        self.start: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        over = torch.tensor([time.monotonic() - self.start > self.seconds], dtype=torch.int64, device=args.device)
+        if args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(over, src=0)
+        if bool(over.item()) and not control.should_training_stop:
+            logger.info(
+                f"`max_train_minutes`={self.seconds / 60:g} reached at step {state.global_step}: training stops."
+            )
+            control.should_training_stop = True
+            control.should_save = args.save_strategy != SaveStrategy.NO
+        return control
+
+
+def _torch_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The torch optimizer inside accelerate's `AcceleratedOptimizer` (whose `step` calls it): its step hooks run."""
+    while isinstance(getattr(optimizer, "optimizer", None), torch.optim.Optimizer):
+        optimizer = optimizer.optimizer
+    return optimizer
+
+
 class LanguageModelingTrainer(Trainer):
     """`Trainer` that reports `{prefix}_perplexity` = exp(`{prefix}_loss`) with every evaluation (logs, TensorBoard),
     and saves every checkpoint atomically.
@@ -406,11 +724,92 @@ class LanguageModelingTrainer(Trainer):
     `checkpoint-N` only then (one rename: it exists complete or not at all); barriers keep several processes in step.
     A `tmp-checkpoint-*` left by a killed save is ignored by `get_last_checkpoint` and by rotation, and removed at the
     next save.
+
+    With `args.nt_asgd` (`LanguageModelingTrainingArguments`), NT-ASGD as in AWD-LSTM: every evaluation during
+    `train()` feeds `WeightAverage.observe`; once it triggers, the parameters after every optimizer step are averaged,
+    evaluations swap the average in (and the model's own parameters back afterwards), and at the end of `train()` the
+    model takes the average for good (what the recipe evaluates and saves). Checkpoints hold the current parameters
+    (`model.safetensors`) and the trigger state with the average (`nt_asgd_state.safetensors`), so resuming is exact.
+    With `args.max_train_minutes`, a `TimeBudgetCallback` stops training when the time is up.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weight_average = WeightAverage(self.args.nt_asgd_nonmono) if getattr(self.args, "nt_asgd", False) else None
+        self._training = False  # evaluations inside train() feed NT-ASGD; the recipe's final one does not
+        self._model_holds_average = False  # after train(): evaluations need no swap
+        self._hooked_optimizer: torch.optim.Optimizer | None = None
+        if getattr(self.args, "max_train_minutes", None) is not None:
+            self.add_callback(TimeBudgetCallback(self.args.max_train_minutes))
+
+    def create_optimizer(self, *args, **kwargs):
+        optimizer = super().create_optimizer(*args, **kwargs)
+        target = _torch_optimizer(optimizer)
+        if target is not self._hooked_optimizer:  # once per optimizer (Trainer may call this again)
+            self._hooked_optimizer = target
+            self._register_optimizer_hooks(target)
+        return optimizer
+
+    def _register_optimizer_hooks(self, optimizer: torch.optim.Optimizer) -> None:
+        """Hook: run code around every optimizer step (torch's step pre- and post-hooks)."""
+        if self.weight_average is not None:
+            optimizer.register_step_post_hook(lambda *_: self.weight_average.update(self.model))
+
+    def train(self, *args, **kwargs):
+        self._training = True
+        try:
+            output = super().train(*args, **kwargs)
+        finally:
+            self._training = False
+        if self.weight_average is not None:
+            if self.weight_average.count > 0:
+                self.weight_average.copy_to(self.model)
+                logger.info(
+                    f"NT-ASGD: the model now holds the average of the parameters after the last "
+                    f"{self.weight_average.count} steps (averaging began after step {self.weight_average.start_step})."
+                )
+                self._model_holds_average = True
+            else:
+                logger.info("NT-ASGD: the validation loss never stopped improving; no averaging took place.")
+        return output
+
+    def evaluate(self, *args, **kwargs) -> dict[str, float]:
+        prefix = kwargs.get("metric_key_prefix", args[2] if len(args) > 2 else "eval")
+        if self.weight_average is None or self._model_holds_average:
+            return super().evaluate(*args, **kwargs)
+        with self.weight_average.applied(self.model):
+            metrics = super().evaluate(*args, **kwargs)
+        loss = metrics.get(f"{prefix}_loss")
+        if self._training and prefix == "eval" and loss is not None:
+            best = min(self.weight_average.losses[: -self.weight_average.nonmono] or [math.inf])
+            if self.weight_average.observe(loss, self.state.global_step):
+                logger.info(
+                    f"NT-ASGD: validation loss {loss:.4f} at step {self.state.global_step} is worse than {best:.4f}, "
+                    f"the best before the last {self.weight_average.nonmono} evaluations: averaging the parameters "
+                    "from the next step on."
+                )
+        return metrics
 
     def _save_extra_checkpoint_files(self, folder: str) -> None:
         """Hook: write more files into the checkpoint being saved (`folder` is its temporary name). Every process
         calls it."""
+        if self.weight_average is not None and self.args.should_save:  # the same on every process: one file
+            os.makedirs(folder, exist_ok=True)
+            self.weight_average.save(os.path.join(folder, NT_ASGD_STATE_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model=model)
+        path = os.path.join(resume_from_checkpoint, NT_ASGD_STATE_NAME)
+        if self.weight_average is not None:
+            if os.path.isfile(path):
+                self.weight_average.load(path, self.args.device)
+            else:
+                logger.warning(
+                    f"{resume_from_checkpoint!r} holds no {NT_ASGD_STATE_NAME} (it was saved without `nt_asgd`): "
+                    "NT-ASGD starts afresh, with no earlier evaluations."
+                )
+        elif os.path.isfile(path):
+            logger.warning(f"{resume_from_checkpoint!r} holds NT-ASGD state but `nt_asgd` is off: it is not used.")
 
     def _save_checkpoint(self, model, trial) -> None:
         # transformers 5.x `Trainer._save_checkpoint`, writing into a temporary folder renamed at the end
@@ -567,13 +966,46 @@ class StatefulLMTrainer(LanguageModelingTrainer):
       `resume_from_checkpoint` restores it: a resumed run ends with the same weights as an uninterrupted one.
     - The targets are `shift_labels` (already aligned with the inputs), which `RNNForCausalLM.forward` takes as a
       keyword: they are the trainer's `label_names`, so the column is kept and evaluation computes a loss.
+    - Variable BPTT (`block_size` given, rows of other lengths: `build_stateful_dataset(variable_length_seed=...)`):
+      each optimizer step's learning rate is scaled by l / block_size, l the mean length of its micro-batches, and
+      restored after the step (awd-lstm-lm: `lr2 * seq_len / args.bptt`); under gradient accumulation each
+      micro-batch's loss is weighted by its length / l, so that the step's loss is the mean over all its tokens (one
+      large batch). With one micro-batch per step this is exactly AWD's update.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, block_size: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.label_names = ["shift_labels"]
         self.train_state = CarriedState()
         self.eval_state = CarriedState()
+        self.block_size = block_size  # the nominal BPTT length that learning rates are scaled against
+        self._step_lengths: list[int] = []  # lengths of the micro-batches of the coming optimizer step
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._step_lengths = [batch["input_ids"].shape[-1] for batch in batch_samples]
+        return batch_samples, num_items_in_batch
+
+    def _register_optimizer_hooks(self, optimizer: torch.optim.Optimizer) -> None:
+        super()._register_optimizer_hooks(optimizer)
+        if self.block_size is None:
+            return
+        unscaled: list[float] = []
+
+        def scale(optimizer, *_):
+            if self._step_lengths:
+                factor = sum(self._step_lengths) / len(self._step_lengths) / self.block_size
+                unscaled[:] = [group["lr"] for group in optimizer.param_groups]
+                for group in optimizer.param_groups:
+                    group["lr"] = group["lr"] * factor
+
+        def restore(optimizer, *_):
+            for group, learning_rate in zip(optimizer.param_groups, unscaled):
+                group["lr"] = learning_rate
+            unscaled.clear()
+
+        optimizer.register_step_pre_hook(scale)
+        optimizer.register_step_post_hook(restore)
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
@@ -603,10 +1035,15 @@ class StatefulLMTrainer(LanguageModelingTrainer):
             model, model_inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
         carried.update(outputs.cache, stream_index, segment_index)
+        if model.training and self.block_size is not None and len(set(self._step_lengths)) > 1:
+            # rows of several lengths in this step: weight by tokens (Trainer divides every micro-batch by their count)
+            mean_length = sum(self._step_lengths) / len(self._step_lengths)
+            loss = loss * (inputs["input_ids"].shape[-1] / mean_length)
         return (loss, outputs) if return_outputs else loss
 
     def _save_extra_checkpoint_files(self, folder: str) -> None:
         # into the temporary folder, renamed to checkpoint-N with everything else (LanguageModelingTrainer)
+        super()._save_extra_checkpoint_files(folder)
         if self.train_state.cache is not None:
             os.makedirs(folder, exist_ok=True)
             file_name = tbptt_state_file_name(self.args.process_index, self.args.world_size)
@@ -855,9 +1292,36 @@ def _train_tokenizer_once(
         return AutoTokenizer.from_pretrained(folder)
 
 
+@torch.no_grad()
+def awd_weight_init(model: RNNForCausalLM) -> RNNForCausalLM:
+    """awd-lstm-lm's initial weights (as pytorch/examples word_language_model): every recurrent weight and bias
+    uniform(+-1/sqrt(hidden_size)) (PyTorch's `reset_parameters`), the embedding (and an untied LM head) uniform(+-0.1),
+    the LM head's bias 0.
+
+    Why: hf_rnn's own initialisation (Glorot input weights, orthogonal recurrent weights, forget-gate bias 1) suits
+    Adam, but with AWD's SGD at learning rate 30 (clipped at 0.25) it learns far slower: on PTB, a 3-layer
+    200/400/400/200 LSTM after one epoch reached validation perplexity 947 with it and 270 with this (H200, 2026-11).
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.RNNBase):
+            module.reset_parameters()
+    embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
+    torch.nn.init.uniform_(embedding.weight, -0.1, 0.1)
+    if head.weight is not embedding.weight:
+        torch.nn.init.uniform_(head.weight, -0.1, 0.1)
+    if head.bias is not None:
+        torch.nn.init.zeros_(head.bias)
+    return model
+
+
+def model_config_options(model_args: ModelArguments) -> dict[str, Any]:
+    """The architecture and regularisation options given (not None), as `RNNConfig` keyword arguments."""
+    given = {name: getattr(model_args, name) for name in ARCHITECTURE_FIELDS + REGULARIZATION_FIELDS}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _build_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase, seed: int) -> RNNForCausalLM:
-    given = {name: getattr(model_args, name) for name in ARCHITECTURE_FIELDS + DROPOUT_FIELDS}
-    given = {name: value for name, value in given.items() if value is not None}
+    given = model_config_options(model_args)
     if model_args.model_name_or_path is None:
         set_seed(seed)  # the same initial weights on every process and in every run with this seed
         config = RNNConfig(
@@ -867,7 +1331,8 @@ def _build_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase,
             eos_token_id=tokenizer.eos_token_id,
             **given,
         )
-        return RNNForCausalLM(config)
+        model = RNNForCausalLM(config)
+        return awd_weight_init(model) if model_args.weight_init == "awd" else model
 
     path = model_args.model_name_or_path
     try:
@@ -880,9 +1345,9 @@ def _build_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase,
             f"{RNNConfig.model_type!r})."
         )
     different = {
-        name: (value, getattr(config, name))
+        name: (value, getattr(config, name, None))  # None: a checkpoint saved before the field existed
         for name, value in given.items()
-        if name in ARCHITECTURE_FIELDS and value != getattr(config, name)
+        if name in ARCHITECTURE_FIELDS and value != getattr(config, name, None)
     }
     if different:
         details = ", ".join(f"{name}={value!r} (checkpoint: {saved!r})" for name, (value, saved) in different.items())
@@ -893,20 +1358,22 @@ def _build_model(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase,
     check_tokenizer_fits(config, tokenizer, source=path)
     if config.bidirectional:
         raise ValueError(f"`model_name_or_path` {path!r} is bidirectional: it cannot be a causal language model.")
-    dropouts = {name: value for name, value in given.items() if name in DROPOUT_FIELDS}
-    return RNNForCausalLM.from_pretrained(path, **dropouts)
+    regularizers = {name: value for name, value in given.items() if name in REGULARIZATION_FIELDS}
+    return RNNForCausalLM.from_pretrained(path, **regularizers)
 
 
 def _prepare_datasets(
     data_args: DataArguments,
     tokenized: datasets.DatasetDict,
     training_args: TrainingArguments,
-) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Training and evaluation rows for the chosen batching, checked to hold at least one row each."""
+) -> tuple[datasets.Dataset, datasets.Dataset, datasets.Dataset | None]:
+    """Training, evaluation and (with a "test" split) test rows for the chosen batching, checked to hold at least one
+    row each. The test rows are cut as the validation rows are, from the whole split (`max_eval_samples` does not
+    apply)."""
     block_size = data_args.block_size
     if data_args.batching == "blocks":
         rows = {}
-        for split in ("train", "validation"):
+        for split in [name for name in ("train", "validation", "test") if name in tokenized]:
             rows[split] = build_block_dataset(
                 tokenized[split], block_size, data_args.preprocessing_num_workers, f"Grouping {split} into blocks"
             )
@@ -921,15 +1388,21 @@ def _prepare_datasets(
             train = train.select(range(min(data_args.max_train_samples, len(train))))
         if data_args.max_eval_samples is not None:
             validation = validation.select(range(min(data_args.max_eval_samples, len(validation))))
-        return train, validation
+        return train, validation, rows.get("test")
 
     # stateful: S = per-device batch size x number of processes streams (see build_stateful_dataset)
     world_size = max(1, training_args.world_size)
+    # variable BPTT: the training segment lengths, drawn from the data seed (the same on every process and on resume)
+    seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     datasets_by_split = []
     for split, batch_size, max_rows in (
         ("train", training_args.per_device_train_batch_size, data_args.max_train_samples),
         ("validation", training_args.per_device_eval_batch_size, data_args.max_eval_samples),
+        ("test", training_args.per_device_eval_batch_size, None),
     ):
+        if split not in tokenized:
+            datasets_by_split.append(None)
+            continue
         num_streams = batch_size * world_size
         max_segments = None
         if max_rows is not None:
@@ -940,9 +1413,16 @@ def _prepare_datasets(
                     f"`{argument}`={max_rows} is less than one segment of every stream ({num_streams} rows: batch size "
                     f"x {world_size} processes) in stateful batching; raise it."
                 )
+        variable_length_seed = seed if split == "train" and data_args.variable_bptt else None
         try:
             datasets_by_split.append(
-                build_stateful_dataset(concatenated_token_ids(tokenized[split]), num_streams, block_size, max_segments)
+                build_stateful_dataset(
+                    concatenated_token_ids(tokenized[split]),
+                    num_streams,
+                    block_size,
+                    max_segments,
+                    variable_length_seed,
+                )
             )
         except ValueError as error:
             raise ValueError(f"The {split} split: {error}") from None
@@ -964,7 +1444,8 @@ def run_language_modeling(
     model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
     """Load, tokenise, train, evaluate and save, as described in the module docstring. Returns `all_results`: the
-    training metrics and the validation `eval_loss` / `eval_perplexity`.
+    training metrics (with `train_steps`, and `nt_asgd_start_step` when averaging began), the validation `eval_loss`
+    / `eval_perplexity`, and with `test_files` the `test_loss` / `test_perplexity`.
 
     Raises:
         ValueError: for bad input (files, columns, tokenizer, options), before any training starts and before
@@ -974,7 +1455,7 @@ def run_language_modeling(
     output_dir = Path(training_args.output_dir).absolute()
     resume_from = _resolve_resume(training_args)
     _check_output_dir(output_dir, data_args.overwrite, resuming=resume_from is not None)
-    inputs = [*(data_args.train_files or []), *(data_args.validation_files or [])]
+    inputs = [*(data_args.train_files or []), *(data_args.validation_files or []), *(data_args.test_files or [])]
     inputs += [path for path in (model_args.model_name_or_path, model_args.tokenizer_name_or_path) if path]
     for path in inputs:
         if os.path.exists(path) and output_dir.resolve() in (Path(path).resolve(), *Path(path).resolve().parents):
@@ -986,9 +1467,11 @@ def run_language_modeling(
         _check_tokenizer_arguments("bpe", model_args.tokenizer_vocab_size, ["<pad>", "<s>", "</s>", "<unk>"])
     if model_args.model_name_or_path is None:
         # the architecture options, checked by RNNConfig itself (sizes, tying, dropouts) with a stand-in vocabulary
-        architecture = {name: getattr(model_args, name) for name in ARCHITECTURE_FIELDS + DROPOUT_FIELDS}
-        RNNConfig(vocab_size=1, **{name: value for name, value in architecture.items() if value is not None})
-    for argument in ("train_files", "validation_files"):
+        RNNConfig(vocab_size=1, **model_config_options(model_args))
+    missing = [file for file in data_args.test_files or [] if not os.path.isfile(file)]
+    if missing:
+        raise ValueError(f"`test_files`: these files do not exist: {missing}.")
+    for argument in ("train_files", "validation_files", "test_files"):
         for file in getattr(data_args, argument) or []:
             if os.path.isfile(file) and os.path.getsize(file) == 0:
                 raise ValueError(f"`{argument}`: the file {file!r} is empty.")
@@ -1016,10 +1499,23 @@ def run_language_modeling(
             seed=data_args.validation_split_seed,
             cache_dir=data_args.cache_dir,
         )
+        if data_args.test_files:
+            # the test files read as the validation files are (format, text column, blank lines)
+            try:
+                test_split = load_text_dataset(
+                    train_files=data_args.test_files,
+                    validation_files=data_args.test_files,
+                    text_column=data_args.text_column,
+                    cache_dir=data_args.cache_dir,
+                )["validation"]
+            except ValueError as error:
+                raise ValueError(f"`test_files`: {error}") from None
+            splits = datasets.DatasetDict({**splits, "test": test_split})
     for split, dataset in splits.items():
         if len(dataset) == 0:
             raise ValueError(f"The {split} split holds no text (its files are empty or hold only blank lines).")
     tokenizer = _load_or_train_tokenizer(model_args, splits["train"], data_args.text_column, training_args)
+    rows = f"{data_args.block_size} tokens" + (" on average (variable BPTT)" if data_args.variable_bptt else "")
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = datasets.DatasetDict(
             {
@@ -1033,14 +1529,14 @@ def run_language_modeling(
                 for split, dataset in splits.items()
             }
         )
-        train_dataset, eval_dataset = _prepare_datasets(data_args, tokenized, training_args)
+        train_dataset, eval_dataset, test_dataset = _prepare_datasets(data_args, tokenized, training_args)
 
     # 3. Model
     model = _build_model(model_args, tokenizer, training_args.seed)
     logger.info(
         f"{'Continuing' if model_args.model_name_or_path else 'New'} {model.config.cell_type} language model: "
         f"{model.num_parameters():,} parameters, vocabulary {model.config.vocab_size}; {data_args.batching} batching, "
-        f"{len(train_dataset)} training rows of {data_args.block_size} tokens."
+        f"{len(train_dataset)} training rows of {rows}."
     )
 
     # 4. Train. From here on output_dir exists (Trainer creates it); every check on the input has passed.
@@ -1048,7 +1544,13 @@ def run_language_modeling(
         with training_args.main_process_first(desc="clearing output_dir"):
             if training_args.process_index == 0:
                 shutil.rmtree(output_dir)
-    trainer_class = StatefulLMTrainer if data_args.batching == "stateful" else LanguageModelingTrainer
+    trainer_options = {}
+    if data_args.batching == "stateful":
+        trainer_class = StatefulLMTrainer
+        if data_args.variable_bptt:
+            trainer_options["block_size"] = data_args.block_size  # learning rates scaled by length / block_size
+    else:
+        trainer_class = LanguageModelingTrainer
     trainer = trainer_class(
         model=model,
         args=training_args,
@@ -1056,13 +1558,20 @@ def run_language_modeling(
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         data_collator=default_data_collator,
+        **trainer_options,
     )
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = dict(train_result.metrics)
     metrics["train_samples"] = len(train_dataset)
-    eval_metrics = trainer.evaluate()
+    metrics["train_steps"] = trainer.state.global_step
+    if trainer.weight_average is not None and trainer.weight_average.start_step is not None:
+        metrics["nt_asgd_start_step"] = trainer.weight_average.start_step
+    eval_metrics = trainer.evaluate()  # with NT-ASGD, of the averaged parameters the model now holds
     metrics.update(eval_metrics)
     metrics["eval_samples"] = len(eval_dataset)
+    if test_dataset is not None:
+        metrics.update(trainer.evaluate(eval_dataset=test_dataset, metric_key_prefix="test"))
+        metrics["test_samples"] = len(test_dataset)
 
     # 5. Save: everything into a staging folder next to output_dir, then moved in (see `_publish`)
     model.config.use_cache = True  # Trainer turned it off for training; generation and pipelines want the state
@@ -1086,6 +1595,10 @@ def run_language_modeling(
         )
         hyperparameters = hyperparameters_from_training_arguments(training_args)
         hyperparameters.update(batching=data_args.batching, block_size=data_args.block_size)
+        if data_args.variable_bptt:
+            hyperparameters["variable_bptt"] = True
+        if getattr(training_args, "nt_asgd", False):
+            hyperparameters.update(nt_asgd=True, nt_asgd_nonmono=training_args.nt_asgd_nonmono)
         write_model_card(
             staging,
             model=trainer.accelerator.unwrap_model(trainer.model),
@@ -1097,8 +1610,8 @@ def run_language_modeling(
             base_model=model_args.model_name_or_path,
             model_name=output_dir.name,
             dataset_description=(
-                f"{len(train_dataset):,} training rows and {len(eval_dataset):,} validation rows of "
-                f"{data_args.block_size} tokens ({data_args.batching} batching)."
+                f"{len(train_dataset):,} training rows and {len(eval_dataset):,} validation rows of {rows} "
+                f"({data_args.batching} batching)."
             ),
         )
         _publish(staging, output_dir)
@@ -1128,6 +1641,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = run_language_modeling(model_args, data_args, training_args)
     if training_args.process_index == 0:
         print(f"validation loss {metrics['eval_loss']:.4f} nats/token, perplexity {metrics['eval_perplexity']:.2f}")
+        if "test_loss" in metrics:
+            print(f"test loss {metrics['test_loss']:.4f} nats/token, perplexity {metrics['test_perplexity']:.2f}")
         print(f"model saved to {Path(training_args.output_dir).absolute()}")
     return 0
 
@@ -1140,6 +1655,9 @@ __all__ = [
     "LanguageModelingTrainingArguments",
     "ModelArguments",
     "StatefulLMTrainer",
+    "TimeBudgetCallback",
+    "WeightAverage",
+    "awd_weight_init",
     "build_block_dataset",
     "build_stateful_dataset",
     "concatenated_token_ids",
@@ -1147,10 +1665,13 @@ __all__ = [
     "group_texts",
     "last_complete_checkpoint",
     "main",
+    "model_config_options",
     "parse_arguments",
     "perplexity",
     "plot_loss_curve",
     "run_language_modeling",
+    "should_start_averaging",
     "tbptt_state_file_name",
     "tokenize_documents",
+    "variable_bptt_lengths",
 ]
