@@ -1,4 +1,4 @@
-"""Train a tokenizer for hf_rnn models: byte-level BPE, WordPiece, Unigram or character level.
+"""Train a tokenizer for hf_rnn models: byte-level BPE, WordPiece, Unigram, character level or word level.
 
 ```python
 from hf_rnn.data import default_corpus_texts
@@ -15,7 +15,7 @@ Every tokenizer is a fast `PreTrainedTokenizerFast` whose first four ids are the
 | 0  | `<pad>` | padding (`pad_token_id=0`); never a training target |
 | 1  | `<s>`   | beginning of sequence |
 | 2  | `</s>`  | end of sequence: the language-model recipe puts one between documents |
-| 3  | `<unk>` | characters unseen in training (never produced by byte-level BPE) |
+| 3  | `<unk>` | characters (or, for "word", words) unseen in training (never produced by byte-level BPE) |
 
 No special token is added automatically (`add_bos_token=False`, `add_eos_token=False`): `tokenizer(text)` gives the
 tokens of `text` and nothing else, because the recipes place BOS/EOS themselves (an EOS between concatenated
@@ -33,7 +33,13 @@ The kinds, and what decoding gives back:
 - "wordpiece": BERT-style WordPiece (cased, NFC-normalized), splitting on whitespace and punctuation. Decoding
   rejoins the words with single spaces: layout (newlines, repeated spaces) is lost.
 - "unigram": SentencePiece-style Unigram LM over NFC-normalized text with spaces kept as "▁". Nearly lossless for
-  text of seen characters; unseen characters become `<unk>`. Its training is the slowest of the four.
+  text of seen characters; unseen characters become `<unk>`. Its training is the slowest of the kinds.
+- "word": one token per whitespace-separated word, for text that is already tokenized (Penn Treebank, SST-2): no
+  normalization, no lowercasing, no punctuation split. The vocabulary is the special tokens plus the most frequent
+  words, up to `vocab_size` (an upper bound, as for "char"); any other word becomes `<unk>`, and so does a literal
+  "<unk>" in the text (PTB's own unknown word). Decoding joins the words with single spaces: layout is lost.
+  With `vocab_size` = 4 + the number of distinct words, every word of the training text is kept: Mikolov's PTB
+  (9,999 distinct words, `<unk>` among them) gives exactly its 9,998 words plus the 4 special tokens with 10002.
 
 `hf-rnn train-tokenizer` / `python training/train_tokenizer.py` run `main`, which trains from a dataset or local files
 (see `TokenizerTrainingArguments`).
@@ -58,8 +64,8 @@ from .file_utils import atomic_output_dir, check_output_dir
 
 logger = logging.get_logger(__name__)
 
-TOKENIZER_KINDS = ("bpe", "wordpiece", "unigram", "char")
-TokenizerKind = Literal["bpe", "wordpiece", "unigram", "char"]
+TOKENIZER_KINDS = ("bpe", "wordpiece", "unigram", "char", "word")
+TokenizerKind = Literal["bpe", "wordpiece", "unigram", "char", "word"]
 
 # Byte-level BPE starts from one token per byte value; its vocabulary can never be smaller than this plus the specials.
 BYTE_ALPHABET_SIZE = 256
@@ -169,6 +175,24 @@ def _train_char_backend(stream: _TextStream, vocab_size: int, special_tokens: li
     return backend
 
 
+def _train_word_backend(stream: _TextStream, vocab_size: int, special_tokens: list[str]) -> Tokenizer:
+    pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # whitespace only: the text is already tokenized
+    counts = Counter()
+    for text in stream:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(text))
+    stream.check_not_empty()
+    # The vocabulary WordLevelTrainer would choose (most frequent first, ties by code point, so the same text always
+    # gives the same ids), counted here because that trainer gives a special token found in the text ("<unk>" in PTB)
+    # a second id and leaves a hole in the ids. Special tokens in the text are no words: they keep their special id.
+    words = sorted((word for word in counts if word not in special_tokens), key=lambda word: (-counts[word], word))
+    kept = special_tokens + words[: vocab_size - len(special_tokens)]  # the most frequent words: rare ones -> <unk>
+    vocabulary = {token: index for index, token in enumerate(kept)}
+    backend = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token=special_tokens[3]))
+    backend.pre_tokenizer = pre_tokenizer
+    # no decoder: the tokenizer's default joins the words with single spaces
+    return backend
+
+
 def _check_tokenizer_arguments(kind: str, vocab_size: int, special_tokens: list[str]) -> None:
     """The checks that need no text, so that the training script can make them before loading any data."""
     if kind not in TOKENIZER_KINDS:
@@ -203,10 +227,12 @@ def train_tokenizer(
     Args:
         texts (`Iterable[str]`): the training documents: a list, or any one-pass iterator (e.g. a generator over a
             `datasets.Dataset` column), so a large corpus need not fit in memory.
-        kind (`str`, defaults to "bpe"): one of "bpe", "wordpiece", "unigram", "char" (see the module docstring).
+        kind (`str`, defaults to "bpe"): one of "bpe", "wordpiece", "unigram", "char", "word" (see the module
+            docstring).
         vocab_size (`int`, defaults to 8000): size of the vocabulary, special tokens included. The trainers may stop
-            below it on little text; for "char" it is only an upper bound. Byte-level BPE needs at least 260 (256 bytes
-            + 4 specials); the other kinds need room for every character of the text (a `ValueError` says how much).
+            below it on little text; for "char" and "word" it is only an upper bound. Byte-level BPE needs at least
+            260 (256 bytes + 4 specials); WordPiece, Unigram and char need room for every character of the text (a
+            `ValueError` says how much); "word" keeps the `vocab_size` - 4 most frequent words.
         pad_token, bos_token, eos_token, unk_token (`str`): the special tokens, given ids 0, 1, 2, 3 in this order.
 
     Returns:
@@ -228,6 +254,8 @@ def train_tokenizer(
     stream = _TextStream(texts)
     if kind == "char":
         backend = _train_char_backend(stream, vocab_size, special_tokens)
+    elif kind == "word":
+        backend = _train_word_backend(stream, vocab_size, special_tokens)
     else:
         backend = _train_subword_backend(stream, kind, vocab_size, special_tokens)
     # The trainers keep the whole alphabet even when it does not fit: refuse rather than silently exceed vocab_size.
@@ -270,10 +298,14 @@ class TokenizerTrainingArguments:
         metadata={"help": "Folder to save the tokenizer to (created; must be empty or absent unless --overwrite)."}
     )
     kind: TokenizerKind = field(
-        default="bpe", metadata={"help": "bpe (byte-level, lossless), wordpiece, unigram or char (character level)."}
+        default="bpe",
+        metadata={
+            "help": "bpe (byte-level, lossless), wordpiece, unigram, char (character level) or word (whitespace-"
+            "separated words of already tokenized text)."
+        },
     )
     vocab_size: int = field(
-        default=8000, metadata={"help": "Vocabulary size, special tokens included (for char: an upper bound)."}
+        default=8000, metadata={"help": "Vocabulary size, special tokens included (for char and word: an upper bound)."}
     )
     pad_token: str = field(default="<pad>", metadata={"help": "Padding token, id 0."})
     bos_token: str = field(default="<s>", metadata={"help": "Beginning-of-sequence token, id 1."})

@@ -1,6 +1,8 @@
 """hf_rnn.tokenization: every kind trains, saves and reloads as a fast tokenizer with ids 0..3 for the special tokens;
-byte-level BPE round-trips any text exactly, char any text of seen characters; the training script works end to end."""
+byte-level BPE round-trips any text exactly, char any text of seen characters, word the words of tokenized text (PTB's
+"<unk>" included); the training script works end to end."""
 
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
+from hf_rnn.cli import main as cli_main
 from hf_rnn.data import default_corpus_texts
 from hf_rnn.tokenization import (
     TOKENIZER_KINDS,
@@ -23,8 +26,8 @@ from hf_rnn.tokenization import (
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "train_tokenizer.py"
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 # Small enough that each kind trains in well under a second, large enough for the alphabet of ~30 KB of text
-# (about 90 characters; WordPiece also needs their ##-continuation forms).
-VOCAB_SIZES = {"bpe": 300, "wordpiece": 400, "unigram": 300, "char": 200}
+# (about 90 characters; WordPiece also needs their ##-continuation forms); "word" keeps the 496 most frequent words.
+VOCAB_SIZES = {"bpe": 300, "wordpiece": 400, "unigram": 300, "char": 200, "word": 500}
 
 TRICKY_TEXTS = [
     "",
@@ -167,6 +170,98 @@ def test_wordpiece_and_unigram_keep_the_words(trained):
     text = "The function returns the value of the expression."
     assert trained["wordpiece"].decode(trained["wordpiece"](text)["input_ids"]) == text
     assert trained["unigram"].decode(trained["unigram"](text)["input_ids"]) == text
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Word level: already tokenized text (Penn Treebank, SST-2)
+# ---------------------------------------------------------------------------------------------------------------------
+
+WORD_TEXTS = [
+    " the cat sat on the mat ",  # PTB's lines start and end with a space
+    "The cat wo n't sit\tstill , however re-imagining it\n",  # no lowercasing, no punctuation split
+    "pierre <unk> N years old will join the board",  # PTB writes its own unknown word "<unk>"
+    "the <unk> <unk> cat",
+]
+
+
+def test_word_round_trips_seen_words_and_maps_unseen_ones_to_unk(tmp_path):
+    tokenizer = train_tokenizer(WORD_TEXTS, "word", 100)
+    words = " ".join(WORD_TEXTS).split()
+    seen = [word for word in words if word != "<unk>"]
+    assert len(tokenizer) == 4 + len(set(seen))  # an upper bound: every distinct word, and no more
+    for text in WORD_TEXTS[:2]:
+        ids = tokenizer(text)["input_ids"]
+        assert len(ids) == len(text.split()) and tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids) == " ".join(text.split())  # words joined by single spaces
+    assert tokenizer.convert_ids_to_tokens(tokenizer("The the n't ,")["input_ids"]) == ["The", "the", "n't", ","]
+
+    ids = tokenizer("the dog sat on a mat")["input_ids"]
+    assert [index == tokenizer.unk_token_id for index in ids] == [False, True, False, False, True, False]
+    assert tokenizer.decode(ids) == "the <unk> sat on <unk> mat"
+
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert reloaded("the dog sat on a mat")["input_ids"] == ids
+
+
+def test_word_maps_a_literal_unk_to_the_unk_id():
+    tokenizer = train_tokenizer(WORD_TEXTS, "word", 100)
+    vocabulary = tokenizer.get_vocab()
+    assert vocabulary["<unk>"] == 3 == tokenizer.unk_token_id
+    assert sorted(vocabulary.values()) == list(range(len(vocabulary)))  # no second "<unk>" entry, no hole in the ids
+    ids = tokenizer("pierre <unk> N years")["input_ids"]
+    assert ids[1] == 3 and 3 not in (ids[0], *ids[2:])
+    # "<unk>" is the most frequent word of the text (3 times): it still takes no slot among the kept words
+    small = train_tokenizer(WORD_TEXTS, "word", 5)
+    assert small.convert_ids_to_tokens([4]) == ["the"] and len(small) == 5
+
+
+def test_word_vocab_size_keeps_the_most_frequent_words():
+    texts = ["a a a a b b b c c d", "e e f"]  # counts a 4, b 3, c 2, e 2, d 1, f 1
+    tokenizer = train_tokenizer(texts, "word", 4 + 4)
+    # most frequent first, ties by code point (c before e): the same text always gives the same ids
+    assert tokenizer.convert_ids_to_tokens(list(range(4, 8))) == ["a", "b", "c", "e"]
+    assert tokenizer("d f a")["input_ids"] == [3, 3, 4]
+    with pytest.raises(ValueError, match=r"`vocab_size` must be an integer above 4"):
+        train_tokenizer(texts, "word", 4)
+
+
+def test_word_keeps_exactly_the_words_of_a_ptb_like_text():
+    # Mikolov's PTB: a closed vocabulary of 10,000 (9,999 words, "<unk>" among them, + word_language_model's <eos>);
+    # here 9,999 distinct words with Zipf-like counts, one of them "<unk>", every word at least once.
+    generator = random.Random(0)
+    vocabulary = ["<unk>"] + [f"w{index}" for index in range(9_998)]
+    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
+    words = vocabulary + generator.choices(vocabulary, weights=weights, k=60_000)
+    generator.shuffle(words)
+    lines = [" " + " ".join(words[start : start + 20]) + " " for start in range(0, len(words), 20)]
+
+    tokenizer = train_tokenizer(lines, "word", 4 + 9_998)
+    assert len(tokenizer) == 10_002
+    assert set(tokenizer.get_vocab()) == {"<pad>", "<s>", "</s>"} | set(vocabulary)
+    ids = [index for line in lines for index in tokenizer(line)["input_ids"]]
+    assert len(ids) == len(words)  # one token per word: perplexities per token are per word
+    assert sum(index == tokenizer.unk_token_id for index in ids) == words.count("<unk>")
+    assert tokenizer.decode(tokenizer(lines[0])["input_ids"]) == lines[0].strip()
+    # one slot fewer drops exactly one word, a least frequent one
+    smaller = train_tokenizer(lines, "word", 4 + 9_997)
+    dropped = set(tokenizer.get_vocab()) - set(smaller.get_vocab())
+    assert len(dropped) == 1 and words.count(dropped.pop()) == 1
+
+
+def test_cli_trains_a_word_tokenizer(tmp_path, capsys):
+    corpus = tmp_path / "train.txt"
+    # counts the 50, sat 30, mat 20, cat 10 over 20 lines: the line the recipe holds out for validation (5 %) changes
+    # no count's order
+    corpus.write_text(" the the the the cat sat sat sat \n the <unk> mat mat \n" * 10, encoding="utf-8")
+    output_dir = tmp_path / "word"
+    arguments = ["--kind", "word", "--vocab_size", "10", "--train_files", str(corpus), "--output_dir", str(output_dir)]
+    status = cli_main(["train-tokenizer", *arguments])
+    assert status == 0, capsys.readouterr().err
+    reloaded = AutoTokenizer.from_pretrained(output_dir)
+    tokens = reloaded.convert_ids_to_tokens(list(range(len(reloaded))))
+    assert tokens == ["<pad>", "<s>", "</s>", "<unk>", "the", "sat", "mat", "cat"]
+    assert reloaded("the dog <unk> sat")["input_ids"] == [4, 3, 3, 5]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
