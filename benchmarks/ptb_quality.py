@@ -5,6 +5,7 @@ training budget for pytorch/examples word_language_model's recipe in plain PyTor
 python benchmarks/ptb_quality.py                       # 15 minutes of training per contender (about an hour)
 python benchmarks/ptb_quality.py --quick               # 15 s each on 5,000 lines, 300 to evaluate: a smoke run
 python benchmarks/ptb_quality.py --budget-minutes 2 --contenders baseline,hf_rnn_stateful
+python benchmarks/ptb_quality.py --budget-minutes 2 --contenders hf_rnn_blocks --merge   # add to the last results
 ```
 
 Contenders (`--contenders`, default all): the same 2-layer LSTM, 200 wide, embedding 200, untied, dropout 0.2
@@ -17,6 +18,9 @@ Contenders (`--contenders`, default all): the same 2-layer LSTM, 200 wide, embed
   `{"factor": 0.25, "patience": 0, "threshold": 0}` (lr / 4 as soon as one evaluation is no better than the best),
   one evaluation per epoch; the last model is evaluated. `--hf-optimizer adamw`: the recipe's default instead (AdamW
   lr 1e-3, linear decay over the epochs that the budget never reaches: nearly constant).
+- `hf_rnn_stateful_wlm_init`: the same with `--weight_init awd`: word_language_model's initial weights (uniform
+  +-0.1 embeddings and head, PyTorch's default for the LSTM) instead of hf_rnn's Glorot/orthogonal/forget-bias-1,
+  so that only the library differs; SGD at learning rate 20 is tuned for that initialisation.
 - `hf_rnn_blocks`: the same with `--batching blocks --block_size 128` (transformers' run_clm: shuffled blocks, each
   from a zero state; its evaluation also starts every block from zero, which costs perplexity by itself).
 - `hf_rnn_awd_small`: `hf-rnn train-lm training/awd_lstm_ptb_small.json` with the data, tokenizer, budget and output
@@ -49,7 +53,7 @@ SPLITS = ("train", "valid", "test")
 # word_language_model's token counts of Mikolov's PTB: words plus one <eos> per line
 PTB_TOKEN_COUNTS = {"train": 929_589, "valid": 73_760, "test": 82_430}
 PTB_WORD_VOCAB_SIZE = 4 + 9_998  # the special tokens plus every distinct word of PTB train but "<unk>"
-CONTENDERS = ("baseline", "hf_rnn_stateful", "hf_rnn_blocks", "hf_rnn_awd_small")
+CONTENDERS = ("baseline", "hf_rnn_stateful", "hf_rnn_stateful_wlm_init", "hf_rnn_blocks", "hf_rnn_awd_small")
 AWD_SMALL_ARGUMENTS = REPO_ROOT / "training" / "awd_lstm_ptb_small.json"
 # word_language_model's defaults, for every contender but AWD
 EMBEDDING_SIZE, HIDDEN_SIZE, NUM_LAYERS, DROPOUT = 200, 200, 2, 0.2
@@ -182,7 +186,8 @@ def run_baseline(files: dict[str, Path], args, device, vocabulary_file: Path) ->
 
 def hf_rnn_arguments(contender: str, files: dict[str, Path], tokenizer_dir: Path, output_dir: Path, args) -> list[str]:
     """`hf-rnn train-lm` options of the stateful and blocks contenders."""
-    batching, block_size = ("stateful", BPTT) if contender == "hf_rnn_stateful" else ("blocks", BLOCKS_BLOCK_SIZE)
+    stateful = contender.startswith("hf_rnn_stateful")
+    batching, block_size = ("stateful", BPTT) if stateful else ("blocks", BLOCKS_BLOCK_SIZE)
     options = {
         "train_files": files["train"],
         "validation_files": files["valid"],
@@ -211,6 +216,9 @@ def hf_rnn_arguments(contender: str, files: dict[str, Path], tokenizer_dir: Path
         "seed": args.seed,
         "output_dir": output_dir,
     }
+    if contender.endswith("_wlm_init"):
+        # word_language_model's (and awd-lstm-lm's) initial weights instead of hf_rnn's Glorot/orthogonal ones
+        options["weight_init"] = "awd"
     if args.hf_optimizer == "sgd":  # word_language_model's recipe
         options.update(
             optim="sgd",
@@ -319,8 +327,8 @@ def run_hf_rnn(contender: str, files: dict[str, Path], tokenizer_dir: Path, args
         arguments = hf_rnn_arguments(contender, files, tokenizer_dir, output_dir, args)
         command = recipe + arguments
         settings = {"command": "hf-rnn train-lm " + " ".join(arguments)}
-        settings.update(batching="stateful" if contender == "hf_rnn_stateful" else "blocks")
-        settings.update(block_size=BPTT if contender == "hf_rnn_stateful" else BLOCKS_BLOCK_SIZE)
+        stateful = contender.startswith("hf_rnn_stateful")
+        settings.update(batching="stateful" if stateful else "blocks", block_size=BPTT if stateful else BLOCKS_BLOCK_SIZE)
         settings.update(per_device_train_batch_size=BATCH_SIZE, per_device_eval_batch_size=EVAL_BATCH_SIZE)
     logs, stop_minutes = run_recipe(command, output_dir.with_name(f"{output_dir.name}.log"), env)
     results = json.loads((output_dir / "all_results.json").read_text(encoding="utf-8"))
@@ -414,11 +422,14 @@ def parse_arguments(argv: list[str] | None = None):
         "--contenders", default=",".join(CONTENDERS), help=f"comma-separated from {', '.join(CONTENDERS)}"
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="hf_rnn output folders and logs (default: tmp)")
+    parser.add_argument(
+        "--merge", action="store_true", help="add these contenders to the results file of an earlier run (same budget)"
+    )
     parser.add_argument("--hf-optimizer", choices=("sgd", "adamw"), default="sgd", help="hf_rnn 2x200 contenders")
     parser.add_argument("--seed", type=int, default=1111, help="word_language_model's default seed")
     args = parser.parse_args(argv)
     args.contenders = [name.strip() for name in args.contenders.split(",") if name.strip()]
-    unknown = sorted(set(args.contenders) - set(CONTENDERS))
+    unknown = sorted(set(args.contenders) - set(CONTENDERS))  # noqa: E501
     if unknown or not args.contenders:
         parser.error(f"--contenders: unknown {unknown}; choose from {', '.join(CONTENDERS)}")
     if args.budget_minutes is None:
@@ -481,6 +492,11 @@ def main(argv: list[str] | None = None) -> int:
             result["load_average_1m_before_after"] = [load_before, os.getloadavg()[0]]
             print(f"{name}: valid ppl {result['valid_perplexity']:.2f}, test ppl {result['test_perplexity']:.2f}")
 
+    if args.merge:  # add these contenders to an earlier run's results (same budget), keeping its other contenders
+        earlier = json.loads((args.results_dir / "ptb_quality.json").read_text(encoding="utf-8"))
+        if earlier["budget_minutes"] != args.budget_minutes:
+            raise SystemExit(f"--merge: the earlier run had a {earlier['budget_minutes']}-minute budget, not {args.budget_minutes}")
+        contenders = {**{k: v for k, v in earlier["contenders"].items() if k not in contenders}, **contenders}
     summary = headline(contenders)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     figure = None

@@ -231,7 +231,7 @@ def _run_train_lm(args: argparse.Namespace) -> int:
 
 
 def _run_train_tokenizer(args: argparse.Namespace) -> int:
-    """Train a byte-level BPE, WordPiece, Unigram or character tokenizer (see --help for every option)."""
+    """Train a byte-level BPE, WordPiece, Unigram, character or word-level tokenizer (see --help for every option)."""
     from .tokenization import main as train_tokenizer_main
 
     return train_tokenizer_main(args.arguments)
