@@ -31,6 +31,10 @@ words plus the 4 special tokens; PTB's own `<unk>` is the tokenizer's unk), and 
 line, so its token counts equal word_language_model's (words + one `<eos>` per line: 929,589 / 73,760 / 82,430). The
 script checks this before training: every perplexity here is per word.
 
+Both sides run with the allocator setting of `hf_rnn.command_utils.tune_glibc_malloc` (glibc keeps freed memory for
+reuse instead of faulting it in again every step; `hf-rnn train-lm` sets it for itself, this script for the baseline),
+unless `HF_RNN_MALLOC_TUNING=0`, which leaves both alone.
+
 Each contender gets `--budget-minutes` of training wall-clock (its in-training evaluations included), then its final
 evaluation. Writes `<results-dir>/ptb_quality.json` (machine facts; per contender validation and test perplexity,
 steps, epochs, tokens/s, parameters, settings; headline = best hf_rnn test perplexity / baseline test perplexity,
@@ -447,6 +451,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ptb_quality: error: {error}", file=sys.stderr)
         return 2
     device = setup(args)
+    from hf_rnn.command_utils import tune_glibc_malloc
+
+    # `hf-rnn train-lm` keeps freed memory in its process (glibc thresholds); the in-process baseline gets the same
+    # allocator, so that the comparison is between the training code, not between heap layouts
+    allocator_tuned = tune_glibc_malloc()
     with tempfile.TemporaryDirectory(prefix="ptb_quality_") as temporary:
         args.work_dir = Path(args.work_dir or temporary).absolute()
         args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -510,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         "headline": summary,
         "budget_minutes": args.budget_minutes,
         "tokens": tokens,
+        "glibc_malloc_tuned": allocator_tuned,
         "contenders": contenders,
         "figure": figure.name if figure else None,
     }

@@ -69,7 +69,7 @@ from transformers.utils import logging
 from .configuration_rnn import CELL_TYPES, POOLING_MODES, RNNConfig
 from .data import FILE_FORMATS
 from .file_utils import check_output_dir, drop_pickled_training_arguments, replace_with
-from .command_utils import command_logging, parse_dataclass_arguments
+from .command_utils import command_logging, parse_dataclass_arguments, tune_glibc_malloc
 from .hub import push_training_output
 from .model_card import hyperparameters_from_training_arguments, write_model_card
 from .modeling_rnn import RNNForSequenceClassification
@@ -717,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     model_args, data_args, training_args = parse_arguments(argv)
     with command_logging():
+        tune_glibc_malloc()
         results = run_train_classifier(model_args, data_args, training_args)
         for key in ("eval_accuracy", "eval_macro_f1", "test_accuracy", "test_macro_f1"):
             if key in results:

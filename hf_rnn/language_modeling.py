@@ -111,7 +111,7 @@ from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy, SaveStrategy, rotate_checkpoints
 from transformers.utils import logging
 
-from .command_utils import command_logging, parse_dataclass_arguments
+from .command_utils import command_logging, parse_dataclass_arguments, tune_glibc_malloc
 from .configuration_rnn import CELL_TYPES, RNNConfig
 from .data import load_text_dataset
 from .file_utils import drop_pickled_training_arguments
@@ -1638,6 +1638,7 @@ def main(argv: list[str] | None = None) -> int:
     model_args, data_args, training_args = parse_arguments(argv)
     # info lines on the main process only: the other processes would repeat them
     with command_logging(python_logging.INFO if training_args.process_index == 0 else python_logging.WARNING):
+        tune_glibc_malloc()
         metrics = run_language_modeling(model_args, data_args, training_args)
     if training_args.process_index == 0:
         print(f"validation loss {metrics['eval_loss']:.4f} nats/token, perplexity {metrics['eval_perplexity']:.2f}")

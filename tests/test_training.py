@@ -3,6 +3,12 @@
 Every Trainer runs on CPU, reports nowhere and writes only under tmp_path.
 """
 
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -273,3 +279,68 @@ def test_padded_evaluation_equals_unpadded(cell_type, task, bidirectional, tmp_p
             data_collator=lambda features: {k: v for k, v in collator(features).items() if k != "attention_mask"},
         )  # fmt: skip
         assert unmasked.evaluate()["eval_loss"] != pytest.approx(expected, rel=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The training commands keep freed memory in the process (glibc)
+# ---------------------------------------------------------------------------------------------------------------------
+
+# Allocates, touches and frees a 48 MiB block `rounds` times in a fresh process (optionally after tune_glibc_malloc)
+# and prints whether tuning applied and the page faults of the rounds after the first. 48 MiB is above glibc's
+# largest dynamic mmap threshold (32 MiB), so untuned every round maps, faults in and unmaps fresh pages.
+_MALLOC_PROBE = """
+import ctypes, json, resource, sys
+from hf_rnn.command_utils import tune_glibc_malloc
+tuned = tune_glibc_malloc() if sys.argv[1] == "tune" else None
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+size, faults = 48 * 2**20, []
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)  # touch every page
+    libc.free(block)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"tuned": tuned, "faults_after_first": sum(faults[1:])}))
+"""
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+glibc_only = pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's allocator only"
+)
+
+
+def malloc_probe(env: dict, tune: bool) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", _MALLOC_PROBE, "tune" if tune else "plain"],
+        capture_output=True, text=True, env=env, cwd=REPOSITORY, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def clean_allocator_env(hf_env: dict) -> dict:
+    env = {name: value for name, value in hf_env.items() if not name.startswith("MALLOC_")}
+    for name in ("GLIBC_TUNABLES", "LD_PRELOAD", "HF_RNN_MALLOC_TUNING"):
+        env.pop(name, None)
+    return env
+
+
+@glibc_only
+def test_tuned_malloc_reuses_freed_blocks_instead_of_faulting_them_in_again(hf_env):
+    env = clean_allocator_env(hf_env)
+    plain, tuned = malloc_probe(env, tune=False), malloc_probe(env, tune=True)
+    assert tuned["tuned"] is True
+    # untuned: a fresh mapping per round (12,288 4-KiB pages, fewer with huge pages); tuned: the heap's block again
+    assert plain["faults_after_first"] > 10 * max(tuned["faults_after_first"], 1), (plain, tuned)
+
+
+@glibc_only
+@pytest.mark.parametrize("setting", [("HF_RNN_MALLOC_TUNING", "0"), ("MALLOC_TRIM_THRESHOLD_", "131072")])
+def test_malloc_tuning_steps_aside_for_the_users_own_allocator_settings(hf_env, setting):
+    env = clean_allocator_env(hf_env)
+    env[setting[0]] = setting[1]
+    probe = malloc_probe(env, tune=True)
+    assert probe["tuned"] is False
+    assert probe["faults_after_first"] > 1000  # still a fresh mapping per round: nothing was changed
