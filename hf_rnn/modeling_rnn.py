@@ -69,12 +69,25 @@ def _trailing_mask(attention_mask: torch.Tensor | None, batch_size: int, seq_len
             f"`attention_mask` has {mask_len} columns but the input has {seq_len} tokens; it must have exactly "
             f"{seq_len} columns (or more, covering past tokens, when a `cache` is passed)."
         )
-    if attention_mask.dtype != torch.bool and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+    # Only the current tokens' columns are read (and checked): the past ones are folded into the state already, and
+    # checking them would cost generate() work that grows with every step. Integer masks (generate()'s) take one
+    # fused min/max: at most two small ops per call on the decode path.
+    columns = attention_mask[:, -seq_len:]  # [B, T]
+    if columns.dtype == torch.bool:
+        return None if bool(columns.all()) else columns
+    if columns.dtype.is_floating_point:
+        valid = bool(((columns == 0) | (columns == 1)).all())
+    else:
+        low, high = (int(value) for value in torch.aminmax(columns))
+        if low == high == 1:
+            return None  # fast path: every token real, no packing, no gather
+        valid = low >= 0 and high <= 1
+    if not valid:
         raise ValueError(
             "`attention_mask` must hold only 1 (real token) and 0 (padding), got values "
-            f"{attention_mask.unique().tolist()[:8]}."
+            f"{columns.unique().tolist()[:8]}."
         )
-    mask = attention_mask[:, -seq_len:].bool()
+    mask = columns.bool()
     if bool(mask.all()):
         return None  # fast path: no packing, no gather
     return mask
@@ -476,9 +489,11 @@ class RNNModel(RNNPreTrainedModel):
                 raise ValueError(f"`input_ids` must have shape [batch_size, sequence_length], got {list(input_ids.shape)}.")
             if input_ids.shape[1] == 0:
                 raise ValueError("`input_ids` is empty (sequence length 0); pass at least one token per row.")
-            if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
+            # one fused min/max: this runs on every decode step
+            low, high = (int(value) for value in torch.aminmax(input_ids)) if input_ids.numel() else (0, 0)
+            if low < 0 or high >= self.config.vocab_size:
                 raise ValueError(
-                    f"`input_ids` holds ids in [{int(input_ids.min())}, {int(input_ids.max())}], but the vocabulary "
+                    f"`input_ids` holds ids in [{low}, {high}], but the vocabulary "
                     f"has {self.config.vocab_size} tokens: ids must lie in [0, {self.config.vocab_size - 1}]."
                 )
         else:
@@ -623,6 +638,45 @@ class RNNForCausalLM(RNNPreTrainedModel, GenerationMixin):
     def _supports_default_dynamic_cache(cls) -> bool:
         # generate() must not build a DynamicCache: the first forward creates the RNNCache.
         return False
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        next_sequence_length: int | None = None,
+        cache: RNNCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        is_first_iteration: bool | None = False,
+        **kwargs,
+    ) -> dict:
+        """The inputs of one `generate()` step: the new tokens ([B, 1] after the prompt; the prompt's embeddings on
+        the first step when generation starts from `inputs_embeds`), the cache, the mask and the remaining options.
+
+        GenerationMixin's version also builds position ids, token type ids and 4D masks, which a recurrent model does
+        not read, and, for a model registered for remote code (hf_rnn is, so that the Hub can load it), inspects
+        `forward`'s signature on every step; on CPU that bookkeeping is a measurable share of a decode step.
+        """
+        if inputs_embeds is not None and is_first_iteration:
+            embeds = inputs_embeds[:, -next_sequence_length:] if next_sequence_length is not None else inputs_embeds
+            model_inputs = {"input_ids": None, "inputs_embeds": embeds}
+        else:
+            ids = input_ids[:, -next_sequence_length:] if next_sequence_length is not None else input_ids
+            model_inputs = {"input_ids": ids}
+        if cache is not None:
+            model_inputs["cache"] = cache
+        if attention_mask is not None:
+            model_inputs["attention_mask"] = attention_mask
+        for key, value in kwargs.items():  # use_cache, logits_to_keep, output_hidden_states...; never the labels
+            if key not in ("labels", "next_sequence_length", "position_ids", "token_type_ids"):
+                model_inputs.setdefault(key, value)
+        # inputs the caller kept on another device (as GenerationMixin allows) move to the model's
+        first = model_inputs["input_ids"] if model_inputs["input_ids"] is not None else model_inputs["inputs_embeds"]
+        if first.device != self.device and self.device.type != "meta":
+            model_inputs = {
+                key: value.to(self.device) if isinstance(value, torch.Tensor) else value
+                for key, value in model_inputs.items()
+            }
+        return model_inputs
 
     def get_output_embeddings(self):
         return self.lm_head

@@ -342,3 +342,47 @@ def test_assisted_decoding_is_refused(cell_type):
         model.generate(prompts, assistant_model=assistant, max_new_tokens=5, do_sample=False)
     with pytest.raises(ValueError, match="stateful"):
         model.generate(prompts, prompt_lookup_num_tokens=2, max_new_tokens=5, do_sample=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# hf_rnn's own prepare_inputs_for_generation
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_generate_from_inputs_embeds_equals_generate_from_ids(cell_type):
+    """The prompt's embeddings feed the first step only; afterwards the generated ids do, as with a prompt of ids."""
+    model = make_lm(cell_type)
+    ids, mask = left_pad([random_ids(1, 5, seed=7)[0], random_ids(1, 3, seed=8)[0]])
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(ids)
+    from_ids = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    from_embeds = model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    assert torch.equal(from_embeds, from_ids[:, ids.shape[1] :])  # generate() returns only new tokens for embeds
+
+
+@pytest.mark.parametrize("step", ["prefill", "decode"])
+def test_prepare_inputs_for_generation_matches_generation_mixin(cell_type, step):
+    """The same tensors for every argument forward() reads as transformers' generic version gives."""
+    from transformers import GenerationMixin
+
+    model = make_lm(cell_type)
+    ids = random_ids(2, 6, seed=3)
+    kwargs = {"attention_mask": torch.ones(2, 6, dtype=torch.long), "use_cache": True, "logits_to_keep": 1}
+    if step == "decode":
+        with torch.no_grad():
+            kwargs["cache"] = model(ids[:, :5], use_cache=True).cache
+        kwargs["next_sequence_length"] = 1
+    ours = model.prepare_inputs_for_generation(ids, **kwargs)
+    generic = GenerationMixin.prepare_inputs_for_generation(model, ids, **kwargs)
+    assert set(ours) == set(generic)
+    for key in generic:
+        if isinstance(generic[key], torch.Tensor):
+            assert torch.equal(ours[key], generic[key]), key
+        else:
+            assert ours[key] is generic[key] or ours[key] == generic[key], key
+
+
+def test_prepare_inputs_for_generation_never_passes_labels():
+    model = make_lm("lstm")
+    inputs = model.prepare_inputs_for_generation(random_ids(1, 4), labels=random_ids(1, 4), use_cache=True)
+    assert "labels" not in inputs and inputs["use_cache"] is True
