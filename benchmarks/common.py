@@ -249,6 +249,44 @@ def write_results(results_dir: Path, name: str, results: dict, device, args: arg
     return path
 
 
+def write_results_and_plot(
+    args: argparse.Namespace,
+    name: str,
+    results: dict,
+    device,
+    rows: list[dict],
+    labels: list[str],
+    target: float,
+    title: str,
+) -> int:
+    """The end of a speed benchmark: `<name>.png` (each row's `ratio`, labelled) and `<name>.json` in
+    `args.results_dir`; prints the JSON's path and returns the exit status 0."""
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    plot_ratios(args.results_dir / f"{name}.png", labels, [row["ratio"] for row in rows], target, title)
+    path = write_results(args.results_dir, name, results, device, args)
+    print(f"results: {path}")
+    return 0
+
+
+def recipe_env(threads: int) -> dict:
+    """Environment of an `hf-rnn` recipe subprocess: `threads` intra-op threads, unbuffered, offline."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def count_parameters(model_dir: Path) -> int:
+    """Parameters stored in a saved model's safetensors files (read from the headers, no tensor loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in Path(model_dir).glob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as weights:
+            names = weights.keys()  # a safe_open handle is not iterable itself
+            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in names)
+    return total
+
+
 def is_finite_positive(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 

@@ -31,11 +31,10 @@ from common import (
     format_table,
     headline,
     int_list,
-    plot_ratios,
     positive_int,
     setup,
     time_alternating,
-    write_results,
+    write_results_and_plot,
 )
 from torch import nn
 
@@ -235,17 +234,16 @@ def main(argv=None) -> int:
     }
     if profile is not None:
         results["profile_top25"] = profile
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    plot_ratios(
-        args.results_dir / f"{NAME}.png",
+    return write_results_and_plot(
+        args,
+        NAME,
+        results,
+        device,
+        rows,
         [f"batch {r['batch_size']}" for r in rows],
-        [r["ratio"] for r in rows],
         TARGET,
         f"Greedy generation, {new_tokens} new tokens: generate() vs tutorial loop",
     )
-    path = write_results(args.results_dir, NAME, results, device, args)
-    print(f"results: {path}")
-    return 0
 
 
 if __name__ == "__main__":

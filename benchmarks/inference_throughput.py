@@ -27,11 +27,10 @@ from common import (
     base_parser,
     format_table,
     headline,
-    plot_ratios,
     positive_int,
     setup,
     time_alternating,
-    write_results,
+    write_results_and_plot,
 )
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -201,17 +200,16 @@ def main(argv=None) -> int:
         },
         "cases": rows,
     }
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    plot_ratios(
-        args.results_dir / f"{NAME}.png",
+    return write_results_and_plot(
+        args,
+        NAME,
+        results,
+        device,
+        rows,
         labels,
-        [r["ratio"] for r in rows],
         TARGET,
         f"Forward tokens/s, batch {args.batch_size}, T {seq_len}: hf_rnn vs bare PyTorch",
     )
-    path = write_results(args.results_dir, NAME, results, device, args)
-    print(f"results: {path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -51,7 +51,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA_DIR, REPO_ROOT, base_parser, format_table, machine_facts, pyplot, setup, write_json
+from common import (
+    DEFAULT_DATA_DIR,
+    REPO_ROOT,
+    base_parser,
+    count_parameters,
+    format_table,
+    machine_facts,
+    pyplot,
+    recipe_env,
+    setup,
+    write_json,
+)
 
 SPLITS = ("train", "valid", "test")
 # word_language_model's token counts of Mikolov's PTB: words plus one <eos> per line
@@ -307,21 +318,9 @@ def run_recipe(command: list[str], log_path: Path, env: dict) -> tuple[list[tupl
     return logs, stop
 
 
-def count_parameters(model_dir: Path) -> int:
-    from safetensors import safe_open
-
-    total = 0
-    for path in model_dir.glob("*.safetensors"):
-        with safe_open(str(path), framework="pt") as weights:
-            names = weights.keys()  # a safe_open handle is not iterable itself
-            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in names)
-    return total
-
-
 def run_hf_rnn(contender: str, files: dict[str, Path], tokenizer_dir: Path, args) -> dict:
     output_dir = Path(args.work_dir) / contender
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = recipe_env(args.threads)
     recipe = [sys.executable, "-m", "hf_rnn.cli", "train-lm"]
     if contender == "hf_rnn_awd_small":
         arguments_file = awd_arguments_file(files, tokenizer_dir, output_dir, args)

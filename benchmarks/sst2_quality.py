@@ -37,7 +37,6 @@ with published references for orientation (LSTM 84-86 %, BiLSTM about 87 % with 
 """
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -47,7 +46,17 @@ from collections import Counter
 from dataclasses import fields
 from pathlib import Path
 
-from common import DEFAULT_DATA_DIR, REPO_ROOT, base_parser, format_table, machine_facts, setup, write_json
+from common import (
+    DEFAULT_DATA_DIR,
+    REPO_ROOT,
+    base_parser,
+    count_parameters,
+    format_table,
+    machine_facts,
+    recipe_env,
+    setup,
+    write_json,
+)
 
 SPLITS = {"train": "stsa.binary.train", "validation": "stsa.binary.dev", "test": "stsa.binary.test"}
 CONTENDERS = ("lstm", "bilstm", "lstm_lm_init")
@@ -156,6 +165,22 @@ def run_recipe(command: list[str], log_path: Path, env: dict) -> float:
     return time.perf_counter() - start
 
 
+def best_epoch_options(output_dir: Path, args) -> dict:
+    """Options both recipes share: evaluate and save every epoch, keep and finally load the best one, quiet, CPU."""
+    return {
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "save_total_limit": 1,
+        "load_best_model_at_end": "true",
+        "report_to": "none",
+        "disable_tqdm": "true",
+        "seed": args.seed,
+        "output_dir": output_dir,
+        "use_cpu": "true" if args.device == "cpu" else None,
+        "overwrite": True,
+    }
+
+
 def pretrain_language_model(files: dict[str, Path], tokenizer_dir: Path, args, env: dict) -> tuple[Path, dict]:
     """`hf-rnn train-lm` on the training sentences (one a line), validated on the dev sentences, for the budget."""
     text_dir = Path(args.work_dir) / "lm_text"
@@ -179,17 +204,9 @@ def pretrain_language_model(files: dict[str, Path], tokenizer_dir: Path, args, e
         "per_device_eval_batch_size": 10,
         "num_train_epochs": 1000,  # the budget ends training
         "max_train_minutes": args.budget_minutes,
-        "eval_strategy": "epoch",
-        "save_strategy": "epoch",
-        "save_total_limit": 1,
-        "load_best_model_at_end": "true",  # 133k words overfit within minutes: keep the best validation epoch
         "max_grad_norm": 0.25,
-        "report_to": "none",
-        "disable_tqdm": "true",
-        "seed": args.seed,
-        "output_dir": output_dir,
-        "use_cpu": "true" if args.device == "cpu" else None,
-        "overwrite": True,
+        # 133k words overfit within minutes: load_best_model_at_end keeps the best validation epoch
+        **best_epoch_options(output_dir, args),
     }
     if args.quick:
         options["max_eval_samples"] = QUICK["max_eval_samples"]
@@ -222,17 +239,8 @@ def classifier_options(contender: str, files: dict[str, Path], tokenizer_dir: Pa
         "per_device_train_batch_size": BATCH_SIZE,
         "per_device_eval_batch_size": 128,
         "num_train_epochs": args.epochs,
-        "eval_strategy": "epoch",
-        "save_strategy": "epoch",
-        "save_total_limit": 1,
-        "load_best_model_at_end": "true",
         "metric_for_best_model": "accuracy",
-        "report_to": "none",
-        "disable_tqdm": "true",
-        "seed": args.seed,
-        "output_dir": output_dir,
-        "use_cpu": "true" if args.device == "cpu" else None,
-        "overwrite": True,
+        **best_epoch_options(output_dir, args),
     }
     if contender == "lstm_lm_init":
         options["model_name_or_path"] = Path(args.work_dir) / "sst2_lm"  # its tokenizer and architecture
@@ -272,17 +280,6 @@ def run_classifier(contender: str, files: dict[str, Path], tokenizer_dir: Path, 
         "test_samples": results.get("test_samples"),
         "settings": {"command": "hf-rnn train-classifier " + " ".join(as_options(options))},
     }
-
-
-def count_parameters(model_dir: Path) -> int:
-    from safetensors import safe_open
-
-    total = 0
-    for path in model_dir.glob("*.safetensors"):
-        with safe_open(str(path), framework="pt") as weights:
-            names = weights.keys()  # a safe_open handle is not iterable itself
-            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in names)
-    return total
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -335,8 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     device = setup(args)
     from hf_rnn.tokenization import train_tokenizer
 
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = recipe_env(args.threads)
     with tempfile.TemporaryDirectory(prefix="sst2_quality_") as temporary:
         args.work_dir = Path(args.work_dir or temporary).absolute()
         files = convert_sst2(args.data_dir, args.work_dir / "data")

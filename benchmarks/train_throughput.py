@@ -41,10 +41,9 @@ from common import (
     format_table,
     headline,
     median_ratio,
-    plot_ratios,
     positive_int,
     setup,
-    write_results,
+    write_results_and_plot,
 )
 from torch import nn
 from transformers import PrinterCallback, TrainerCallback, TrainingArguments, default_data_collator
@@ -367,17 +366,16 @@ def main(argv=None) -> int:
     }
     if profile is not None:
         results["profile_top25"] = profile
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    plot_ratios(
-        args.results_dir / f"{NAME}.png",
+    return write_results_and_plot(
+        args,
+        NAME,
+        results,
+        device,
+        rows,
         [r["cell_type"] for r in rows],
-        [r["ratio"] for r in rows],
         TARGET,
         f"Training tokens/s: Trainer vs word_language_model ({args.layers} x {args.hidden_size})",
     )
-    path = write_results(args.results_dir, NAME, results, device, args)
-    print(f"results: {path}")
-    return 0
 
 
 if __name__ == "__main__":
