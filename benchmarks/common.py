@@ -268,6 +268,17 @@ def write_results_and_plot(
     return 0
 
 
+def require_files(data_dir, files: dict[str, Path], expected: str) -> dict[str, Path]:
+    """`files` when every one exists; else a ValueError naming the missing ones and what `--data-dir` should hold."""
+    missing = [str(path) for path in files.values() if not Path(path).is_file()]
+    if missing:
+        raise ValueError(
+            f"--data-dir {str(data_dir)!r}: missing {', '.join(missing)}; point --data-dir at the folder holding "
+            f"{expected}."
+        )
+    return files
+
+
 def recipe_env(threads: int) -> dict:
     """Environment of an `hf-rnn` recipe subprocess: `threads` intra-op threads, unbuffered, offline."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}

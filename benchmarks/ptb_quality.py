@@ -60,6 +60,7 @@ from common import (
     machine_facts,
     pyplot,
     recipe_env,
+    require_files,
     setup,
     write_json,
 )
@@ -87,13 +88,7 @@ def ptb_files(data_dir: str | os.PathLike) -> dict[str, Path]:
     """`{split: path}` of `<data_dir>/ptb/{train,valid,test}.txt`; missing files are a ValueError naming them."""
     folder = Path(data_dir) / "ptb"
     files = {split: folder / f"{split}.txt" for split in SPLITS}
-    missing = [str(path) for path in files.values() if not path.is_file()]
-    if missing:
-        raise ValueError(
-            f"--data-dir {str(data_dir)!r}: missing {', '.join(missing)}; point --data-dir at the folder holding "
-            "ptb/train.txt, ptb/valid.txt and ptb/test.txt (Mikolov's word-level PTB)."
-        )
-    return files
+    return require_files(data_dir, files, "ptb/train.txt, ptb/valid.txt and ptb/test.txt (Mikolov's word-level PTB)")
 
 
 def train_word_tokenizer(train_file: str | os.PathLike, output_dir: str | os.PathLike, vocab_size: int):

@@ -54,6 +54,7 @@ from common import (
     format_table,
     machine_facts,
     recipe_env,
+    require_files,
     setup,
     write_json,
 )
@@ -97,13 +98,7 @@ def sst2_files(data_dir: str | os.PathLike) -> dict[str, Path]:
     """`{split: path}` of `<data_dir>/sst2/stsa.binary.{train,dev,test}`; missing files are a ValueError naming them."""
     folder = Path(data_dir) / "sst2"
     sources = {split: folder / name for split, name in SPLITS.items()}
-    missing = [str(path) for path in sources.values() if not path.is_file()]
-    if missing:
-        raise ValueError(
-            f"--data-dir {str(data_dir)!r}: missing {', '.join(missing)}; point --data-dir at the folder holding "
-            "sst2/stsa.binary.train, .dev and .test."
-        )
-    return sources
+    return require_files(data_dir, sources, "sst2/stsa.binary.train, .dev and .test")
 
 
 def convert_sst2(data_dir: str | os.PathLike, output_dir: str | os.PathLike) -> dict[str, Path]:
